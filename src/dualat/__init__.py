@@ -1,0 +1,13 @@
+"""dualat: Dual Adversarial Training - one network that is a robust classifier, a generator
+(descend the energy E(x) = -logsumexp f(x)) and an explainer."""
+from .config import Config, load_config
+from .energy import class_probs, energy, joint_energy
+from .errors import DualatError
+from .models import create_model, freeze_batchnorm
+from .pgd import pgd
+from .sample import generate
+from .train import train, train_evalnet
+
+__version__ = "0.1.0"
+__all__ = ["Config", "load_config", "energy", "joint_energy", "class_probs", "DualatError", "create_model",
+           "freeze_batchnorm", "pgd", "generate", "train", "train_evalnet"]

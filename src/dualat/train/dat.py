@@ -1,0 +1,118 @@
+"""Stage 2: Dual Adversarial Training from the stage-1 model, BatchNorm frozen (method.md 2-4)."""
+from __future__ import annotations
+
+import math
+import time
+
+from ..checkpoint import atomic_save
+from ..data import BatchStream
+from ..data.transforms import make_transform
+from ..evaluate import clean_accuracy, pgd_accuracy
+from ..models import freeze_batchnorm
+from .common import EMA, Curriculum, check_finite, generator, learning_rate, make_optimizer, seed_everything, set_lr, set_rng_state
+from .log import Averager, progress
+from .steps import dat_step
+
+
+def run_stage2(run, state: dict | None = None) -> dict:
+    """Train (or resume) DAT on `run`; returns the last periodic evaluation."""
+    cfg, model = run.cfg, run.model
+    s2 = cfg.stage2
+    seed_everything(cfg.seed * 1000 + 10)
+    if s2.freeze_bn:
+        freeze_batchnorm(model)
+    model.train()
+    opt = make_optimizer(model.parameters(), s2.optim)
+    ema = EMA(model, s2.ema_decay)
+    cur = Curriculum(s2.t_init, s2.t_max, s2.auc_threshold, s2.auc_window or math.ceil(1000 / s2.batch_size))
+    shape = run.train_set.shape
+    real = BatchStream(run.train_set, s2.batch_size, seed=cfg.seed * 1000 + 11,
+                       transform=make_transform(cfg.data.augment, shape))
+    adv = BatchStream(run.train_set, s2.batch_size, seed=cfg.seed * 1000 + 12,
+                      transform=make_transform(cfg.data.strong_augment, shape))
+    seed_tf = make_transform(cfg.data.augment, shape)
+    gens = {"seeds": generator(cfg.seed * 1000 + 13), "pgd": generator(cfg.seed * 1000 + 14)}
+    best = {"fd": math.inf, "robust_acc": -1.0}
+    start, elapsed = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        cur.load_state_dict(state["curriculum"])
+        real.load_state_dict(state["streams"]["real"])
+        adv.load_state_dict(state["streams"]["adv"])
+        for k, g in gens.items():
+            g.set_state(state["generators"][k])
+        best = {k: float(v) for k, v in state["best"].items()}
+        start, elapsed = state["iteration"], state["elapsed"]
+        set_rng_state(state["rng"])
+    probe = run.generation_probe()
+    avg, t0, last_eval = Averager(), time.time(), {}
+    bar = progress(s2.iterations, start, "stage 2 (DAT)", run.show_progress)
+    for it in range(start, s2.iterations):
+        lr = learning_rate(s2.optim, it, s2.iterations)
+        set_lr(opt, lr)
+        x_r, y_r = next(real)
+        x_a, y_a = next(adv)
+        seeds = run.seeds_train.sample(s2.batch_size, y_r, gens["seeds"])
+        if seed_tf is not None:
+            seeds = seed_tf(seeds, gens["seeds"])
+        x_r, y_r, x_a, y_a, seeds = run.to_device(x_r, y_r, x_a, y_a, seeds)
+        T = cur.T
+        m = dat_step(model, opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, gens["pgd"], run.autocast)
+        check_finite(2, it + 1, m, s2.loss_bound)
+        ema.update(model)
+        cur.update(m["auc"])
+        avg.add({**m, "T": T})
+        bar.update(1)
+        done = it + 1
+        if done % cfg.log.every == 0 or done == s2.iterations:
+            rec = avg.pop()
+            bar.set_postfix(bce=f"{rec['bce']:.3f}", ce=f"{rec['ce']:.3f}", auc=f"{rec['auc']:.2f}", T=cur.T,
+                            adv_acc=f"{rec['adv_acc']:.2f}")
+            run.log.write({"stage": 2, "iteration": done, "lr": lr, "T_next": cur.T, **rec})
+        if done % cfg.eval.every == 0 or done == s2.iterations:
+            last_eval = evaluate_stage2(run, ema.model, probe, cur.T, done)
+            if last_eval["fd"] < best["fd"]:
+                best["fd"] = last_eval["fd"]
+                _save_weights(run, "best_fid.pt", ema, done, last_eval)
+            if last_eval["robust_acc"] > best["robust_acc"]:
+                best["robust_acc"] = last_eval["robust_acc"]
+                _save_weights(run, "best_robust.pt", ema, done, last_eval)
+        if done % cfg.log.checkpoint_every == 0 or done == s2.iterations:
+            run.save_state({"stage": 2, "iteration": done, "elapsed": elapsed + time.time() - t0,
+                            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                            "curriculum": cur.state_dict(), "best": best,
+                            "streams": {"real": real.state_dict(), "adv": adv.state_dict()},
+                            "generators": {k: g.get_state() for k, g in gens.items()}})
+    bar.close()
+    elapsed += time.time() - t0
+    if s2.iterations > 0:
+        atomic_save(ema.model.state_dict(), run.dir / "model_ema.safetensors")
+    return {**last_eval, "T_final": cur.T, "wall_s": round(elapsed, 1), "best_fd": best["fd"],
+            "best_robust_acc": best["robust_acc"]}
+
+
+def evaluate_stage2(run, ema_model, probe, T: int, iteration: int) -> dict:
+    """Periodic evaluation on the EMA model: clean and PGD accuracy, Frechet distance of samples."""
+    cfg = run.cfg
+    a = cfg.stage2.attack
+    steps = cfg.eval.sample_steps if cfg.eval.sample_steps is not None else max(T, 1)
+    step_size = cfg.eval.sample_step_size or 2 * cfg.stage2.step_size
+    gen = probe(ema_model, steps, step_size, autocast=run.autocast)
+    ev = {"stage": 2, "iteration": iteration, "event": "eval",
+          "clean_acc": clean_accuracy(ema_model, run.test_set, cfg.eval.n_test),
+          "robust_acc": pgd_accuracy(ema_model, run.test_set, cfg.eval.n_test, a.norm, a.eps, cfg.eval.pgd_steps),
+          "attack": f"PGD-{cfg.eval.pgd_steps} {a.norm} eps={a.eps:g}", "fd": gen["fd"],
+          "class_agreement": gen["class_agreement"], "sample_steps": steps, "sample_step_size": step_size,
+          "n_samples": len(probe.labels), "T": T}
+    run.log.write(ev)
+    run.save_grid(gen["samples"], probe.labels, f"samples_{iteration:06d}.png")
+    run.say(f"eval @ {iteration}: clean {ev['clean_acc']:.3f}, robust {ev['robust_acc']:.3f}, "
+            f"FD {ev['fd']:.2f}, agreement {ev['class_agreement']:.2f}, T {T}")
+    return ev
+
+
+def _save_weights(run, name: str, ema, iteration: int, ev: dict) -> None:
+    atomic_save({"model": ema.model.state_dict(), "stage": 2, "iteration": iteration,
+                 "eval": {k: v for k, v in ev.items() if isinstance(v, (int, float, str))}}, run.dir / name)

@@ -1,0 +1,126 @@
+"""The evaluation network: an independent plain classifier per dataset, whose penultimate
+features measure generated images (Frechet distance) and whose predictions check their class.
+
+It is never the model under evaluation. It is trained once (clean cross-entropy, fixed seed),
+stored as safetensors with a JSON card, and reused by every run on the same dataset.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import atomic_save, safe_load
+from ..config import DataConfig, OptimConfig
+from ..data import BatchStream, load_dataset
+from ..data.transforms import make_transform
+from ..errors import DualatError
+from ..models import create_model
+from .common import learning_rate, set_lr
+from .log import progress
+
+EVALNET_SEED = 1234
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DUALAT_CACHE", Path.home() / ".cache" / "dualat"))
+
+
+def default_evalnet_path(data: DataConfig) -> Path:
+    return cache_dir() / "evalnet" / f"{data.name}.safetensors"
+
+
+def _build(data: DataConfig, shape, num_classes: int):
+    return create_model("small_cnn", num_classes=num_classes, in_channels=shape[0], image_size=shape[-1],
+                        mean=data.mean, std=data.std)
+
+
+def train_evalnet(data: DataConfig, out: str | Path | None = None, iterations: int = 1500, batch_size: int = 128,
+                  lr: float = 0.05, show_progress: bool = True) -> Path:
+    """Train the plain classifier on `data`, save it to `out` (default: the cache), return the path."""
+    out = Path(out) if out else default_evalnet_path(data)
+    train_set = load_dataset(data.name, "train", root=data.root, image_size=data.image_size,
+                             channels=data.channels, num_classes=data.num_classes)
+    test_set = load_dataset(data.name, "test", root=data.root, image_size=data.image_size,
+                            channels=data.channels, num_classes=data.num_classes)
+    if len(train_set.shape) != 3:
+        raise DualatError(f"an evaluation network needs image data; {data.name} has shape {train_set.shape}")
+    torch.manual_seed(EVALNET_SEED)
+    net = _build(data, train_set.shape, train_set.num_classes)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    stream = BatchStream(train_set, batch_size, seed=EVALNET_SEED, transform=make_transform("crop_flip", train_set.shape))
+    net.train()
+    bar = progress(iterations, 0, f"evalnet {data.name}", show_progress)
+    schedule = OptimConfig(lr=lr, schedule="cosine")
+    for i in range(iterations):
+        set_lr(opt, learning_rate(schedule, i, iterations))
+        x, y = next(stream)
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+        if i % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    acc = accuracy(net, test_set)
+    atomic_save(net.state_dict(), out)
+    card = {"dataset": data.name, "architecture": "small_cnn", "iterations": iterations, "batch_size": batch_size,
+            "seed": EVALNET_SEED, "test_accuracy": acc, "test_size": len(test_set)}
+    out.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    return out
+
+
+def load_evalnet(data: DataConfig, path: str | Path | None = None, iterations: int = 1500,
+                 show_progress: bool = True):
+    """The evaluation network for `data`: from `path`, the cache, or trained now and cached."""
+    path = Path(path) if path else default_evalnet_path(data)
+    if not path.exists():
+        if show_progress:
+            print(f"training the evaluation network for {data.name} once (cached at {path})")
+        train_evalnet(data, path, iterations=iterations, show_progress=show_progress)
+    test_set = load_dataset(data.name, "test", root=data.root, image_size=data.image_size,
+                            channels=data.channels, num_classes=data.num_classes)
+    net = _build(data, test_set.shape, test_set.num_classes)
+    state = safe_load(path)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+@torch.no_grad()
+def accuracy(model, dataset, n: int | None = None, batch_size: int = 500, device="cpu") -> float:
+    model.eval()
+    n = len(dataset) if n is None else min(n, len(dataset))
+    correct = 0
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n))
+        x, y = dataset.batch(idx)
+        correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
+    return correct / max(n, 1)
+
+
+class Features:
+    """Penultimate features (the input of the last Linear layer) and logits of a classifier."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.net = net.eval()
+        linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        if not linears:
+            raise DualatError("the evaluation network has no final Linear layer to take features from")
+        self._store = {}
+        linears[-1].register_forward_hook(lambda m, inp, out: self._store.__setitem__("f", inp[0].detach()))
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        """x: (N, C, H, W) in [0,1] -> features (N, D) float64, predicted classes (N,)."""
+        feats, preds = [], []
+        device = next(self.net.parameters()).device
+        for start in range(0, x.shape[0], batch_size):
+            logits = self.net(x[start:start + batch_size].to(device))
+            feats.append(self._store["f"].flatten(1).double().cpu())
+            preds.append(logits.argmax(1).cpu())
+        return torch.cat(feats).numpy(), torch.cat(preds).numpy()

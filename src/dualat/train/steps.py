@@ -1,0 +1,83 @@
+"""One optimisation step of each training method; the loops in stage1.py / dat.py call these."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import AttackConfig, Stage2Config
+from ..metrics import auroc
+from ..models import is_batchnorm_frozen
+from ..pgd import Unbounded, eval_mode, make_threat, pgd
+from .common import maybe
+
+
+def adversarial_examples(model, x, y, attack: AttackConfig, generator=None, autocast=None):
+    """Untargeted PGD on cross-entropy inside the attack's ball, model in eval mode."""
+    with eval_mode(model):
+        return pgd(model, x, y, objective="ce", threat=make_threat(attack.norm, attack.eps), steps=attack.steps,
+                   step_size=attack.step_size, random_start=attack.random_start, generator=generator,
+                   autocast=autocast)
+
+
+def contrastive_samples(model, seeds, y, steps: int, step_size: float, objective: str = "class_logit",
+                        autocast=None):
+    """DAT's generator: `steps` unbounded L2-normalised ascent steps on f_y (or logsumexp) from the seeds."""
+    with eval_mode(model):
+        return pgd(model, seeds, y, objective=objective, threat=Unbounded(), steps=steps, step_size=step_size,
+                   autocast=autocast)
+
+
+def adversarial_step(model, opt, x, y, attack: AttackConfig, generator=None, autocast=None) -> dict:
+    """Madry adversarial training: cross-entropy on PGD examples only (no clean term)."""
+    x_adv = adversarial_examples(model, x, y, attack, generator, autocast)
+    model.train()
+    with maybe(autocast):
+        logits = model(x_adv)
+    loss = F.cross_entropy(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
+
+
+def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None, autocast=None) -> dict:
+    """One Dual Adversarial Training step (method.md section 2-3).
+
+    real: (x (B,...), y (B,)) for the BCE; seeds: (B, ...) auxiliary images in [0, 1];
+    at_batch: (x, y) strongly augmented, for adversarial CE. Contrastive samples take the real
+    batch's labels. Returns floats: loss, bce, ce, adv_acc, auc, e_real, e_contrastive.
+    """
+    x_real, y_real = real
+    x_at, y_at = at_batch
+    b = x_real.shape[0]
+    x_con = contrastive_samples(model, seeds, y_real, T, s2.step_size, s2.objective, autocast)
+    x_adv = adversarial_examples(model, x_at, y_at, s2.attack, generator, autocast)
+    model.train()
+    with maybe(autocast):
+        if is_batchnorm_frozen(model):
+            # frozen BN makes every sample independent of its batch: one fused pass serves all three
+            logits = model(torch.cat([x_real, x_con, x_adv])).float()
+            logits_gen, logits_adv = logits[: 2 * b], logits[2 * b:]
+        else:
+            # active BN (ablation): keep the batches' statistics apart, as the authors' code does
+            logits_gen = torch.cat([model(x_real), model(x_con)]).float()
+            logits_adv = model(x_adv).float()
+    s = torch.logsumexp(logits_gen, dim=1)
+    target = torch.cat([torch.ones(b, device=s.device), torch.zeros(b, device=s.device)])
+    bce = F.binary_cross_entropy_with_logits(s, target)
+    ce = F.cross_entropy(logits_adv, y_at)
+    loss = bce + ce
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        # the AUC reuses the logits the loss already computed (the sampler's score: f_y or logsumexp)
+        if s2.objective == "logsumexp":
+            score = s.detach()
+        else:
+            score = logits_gen.detach().gather(1, torch.cat([y_real, y_real]).view(-1, 1)).squeeze(1)
+        auc = auroc(score[:b], score[b:])
+        s_cpu = s.detach().cpu()
+    return {"loss": loss.item(), "bce": bce.item(), "ce": ce.item(),
+            "adv_acc": (logits_adv.argmax(1) == y_at).float().mean().item(), "auc": auc,
+            "e_real": -s_cpu[:b].mean().item(), "e_contrastive": -s_cpu[b:].mean().item()}

@@ -1,0 +1,62 @@
+"""Config loading, overrides and validation; every preset validates."""
+import pytest
+
+from dualat.config import PRESET_DIR, load_config, parse_override
+from dualat.errors import DualatError
+
+PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def test_presets_present():
+    assert {"fashion_mnist", "digits", "cifar10_wrn34", "cifar100_wrn34", "imagenet256_resnet50"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_validates(name):
+    cfg = load_config(name)
+    assert cfg.name == name
+    assert cfg.stage2.t_max >= cfg.stage2.t_init
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config("fashion_mnist", ["stage2.optim.lr=0.01", "method=dat", "stage1.attack.norm=Linf",
+                                        "stage1.attack.eps=8/255", "stage2.auc_window=5"])
+    assert cfg.stage2.optim.lr == 0.01
+    assert cfg.stage1.attack.eps == pytest.approx(8 / 255)
+    assert cfg.stage2.auc_window == 5
+    # a partial section keeps that stage's own defaults
+    assert cfg.stage2.optim.schedule == "constant"
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("stage2.optim.lrr=0.1", "did you mean stage2.optim.lr"),
+    ("stage1.attack.eps=-1", "stage1.attack.eps"),
+    ("stage2.auc_threshold=1.5", "stage2.auc_threshold"),
+    ("stage1.attack.step_size=0", "stage1.attack.step_size"),
+    ("stage2.batch_size=abc", "stage2.batch_size must be an integer"),
+    ("stage2.freeze_bn=maybe", "true or false"),
+    ("data.name=fashoin_mnist", "did you mean fashion_mnist"),
+    ("model.name=wrn34", "model.name"),
+    ("method=sgld", "method"),
+    ("stage2=3", "mapping"),
+    ("nokey", "key=value"),
+])
+def test_bad_values_name_the_key(override, needle):
+    with pytest.raises(DualatError) as err:
+        load_config("digits", [override])
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(DualatError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage1: [unclosed")
+    with pytest.raises(DualatError, match="not valid YAML"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(DualatError, match="mapping"):
+        load_config(lst)
