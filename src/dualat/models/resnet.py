@@ -67,6 +67,11 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
         init_weights(self)
+        # each residual branch starts at zero (Goyal et al. 2017; torchvision's zero_init_residual):
+        # a fresh network is then well scaled even with BatchNorm frozen at its initial statistics
+        for m in self.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

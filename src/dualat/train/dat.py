@@ -73,7 +73,7 @@ def run_stage2(run, state: dict | None = None) -> dict:
             run.log.write({"stage": 2, "iteration": done, "lr": lr, "T_next": cur.T, **rec})
         if done % cfg.eval.every == 0 or done == s2.iterations:
             last_eval = evaluate_stage2(run, ema.model, probe, cur.T, done)
-            if last_eval["fd"] < best["fd"]:
+            if last_eval.get("fd", math.inf) < best["fd"]:
                 best["fd"] = last_eval["fd"]
                 _save_weights(run, "best_fid.pt", ema, done, last_eval)
             if last_eval["robust_acc"] > best["robust_acc"]:
@@ -89,7 +89,8 @@ def run_stage2(run, state: dict | None = None) -> dict:
     elapsed += time.time() - t0
     if s2.iterations > 0:
         atomic_save(ema.model.state_dict(), run.dir / "model_ema.safetensors")
-    return {**last_eval, "T_final": cur.T, "wall_s": round(elapsed, 1), "best_fd": best["fd"],
+    return {**last_eval, "T_final": cur.T, "wall_s": round(elapsed, 1),
+            "best_fd": best["fd"] if math.isfinite(best["fd"]) else None,
             "best_robust_acc": best["robust_acc"]}
 
 
@@ -99,17 +100,18 @@ def evaluate_stage2(run, ema_model, probe, T: int, iteration: int) -> dict:
     a = cfg.stage2.attack
     steps = cfg.eval.sample_steps if cfg.eval.sample_steps is not None else max(T, 1)
     step_size = cfg.eval.sample_step_size or 2 * cfg.stage2.step_size
-    gen = probe(ema_model, steps, step_size, autocast=run.autocast)
     ev = {"stage": 2, "iteration": iteration, "event": "eval",
           "clean_acc": clean_accuracy(ema_model, run.test_set, cfg.eval.n_test),
           "robust_acc": pgd_accuracy(ema_model, run.test_set, cfg.eval.n_test, a.norm, a.eps, cfg.eval.pgd_steps),
-          "attack": f"PGD-{cfg.eval.pgd_steps} {a.norm} eps={a.eps:g}", "fd": gen["fd"],
-          "class_agreement": gen["class_agreement"], "sample_steps": steps, "sample_step_size": step_size,
-          "n_samples": len(probe.labels), "T": T}
+          "attack": f"PGD-{cfg.eval.pgd_steps} {a.norm} eps={a.eps:g}", "T": T}
+    if probe is not None:  # image data: Frechet distance in the evaluation network's features
+        gen = probe(ema_model, steps, step_size, autocast=run.autocast)
+        ev.update({"fd": gen["fd"], "class_agreement": gen["class_agreement"], "sample_steps": steps,
+                   "sample_step_size": step_size, "n_samples": len(probe.labels)})
+        run.save_grid(gen["samples"], probe.labels, f"samples_{iteration:06d}.png")
     run.log.write(ev)
-    run.save_grid(gen["samples"], probe.labels, f"samples_{iteration:06d}.png")
-    run.say(f"eval @ {iteration}: clean {ev['clean_acc']:.3f}, robust {ev['robust_acc']:.3f}, "
-            f"FD {ev['fd']:.2f}, agreement {ev['class_agreement']:.2f}, T {T}")
+    gen_text = f", FD {ev['fd']:.2f}, agreement {ev['class_agreement']:.2f}" if "fd" in ev else ""
+    run.say(f"eval @ {iteration}: clean {ev['clean_acc']:.3f}, robust {ev['robust_acc']:.3f}{gen_text}, T {T}")
     return ev
 
 
