@@ -31,7 +31,15 @@ def cache_dir() -> Path:
 
 
 def default_evalnet_path(data: DataConfig) -> Path:
-    return cache_dir() / "evalnet" / f"{data.name}.safetensors"
+    """One cached network per dataset name, input shape and class count (e.g. fashion_mnist-1x28x28-k10)."""
+    from ..data import dataset_info
+    info = dataset_info(data.name, image_size=data.image_size, channels=data.channels, num_classes=data.num_classes)
+    if info["shape"] is None or info["num_classes"] is None:
+        test = load_dataset(data.name, "test", root=data.root, image_size=data.image_size, channels=data.channels,
+                            num_classes=data.num_classes)
+        info = {"shape": test.shape, "num_classes": test.num_classes}
+    shape = "x".join(str(s) for s in info["shape"])
+    return cache_dir() / "evalnet" / f"{data.name}-{shape}-k{info['num_classes']}.safetensors"
 
 
 def _build(data: DataConfig, shape, num_classes: int):
