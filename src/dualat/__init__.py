@@ -3,11 +3,12 @@
 from .config import Config, load_config
 from .energy import class_probs, energy, joint_energy
 from .errors import DualatError
+from .explain import explain
 from .models import create_model, freeze_batchnorm
 from .pgd import pgd
-from .sample import generate
+from .sample import generate, sample
 from .train import train, train_evalnet
 
 __version__ = "0.1.0"
 __all__ = ["Config", "load_config", "energy", "joint_energy", "class_probs", "DualatError", "create_model",
-           "freeze_batchnorm", "pgd", "generate", "train", "train_evalnet"]
+           "freeze_batchnorm", "pgd", "generate", "sample", "explain", "train", "train_evalnet"]

@@ -30,7 +30,105 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="weights file (default: the cache, ~/.cache/dualat/evalnet/<dataset>.safetensors)")
     e.add_argument("--iterations", type=int, default=None)
     e.add_argument("--quiet", action="store_true")
+    v = sub.add_parser("eval", help="robustness, sample quality, OOD detection and calibration of a trained model",
+                       description="Families run: those selected, or all four when none is selected.")
+    v.add_argument("source", help="run directory or checkpoint file")
+    v.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
+    v.add_argument("--robust", action="store_true", help="clean, PGD (L2 and Linf) and optionally AutoAttack accuracy")
+    v.add_argument("--generative", action="store_true", help="FD, IS-style score, precision/recall/density/coverage")
+    v.add_argument("--ood", action="store_true", help="OOD detection AUROC (logsumexp, max softmax), clean/adversarial")
+    v.add_argument("--calibration", action="store_true", help="expected calibration error + reliability diagram")
+    v.add_argument("--n", type=int, default=None, help="test images for accuracy/OOD/calibration (default: all; "
+                   "AutoAttack: 1000)")
+    v.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    v.add_argument("--norm", choices=["L2", "Linf"], default=None, help="only this norm (default: both)")
+    v.add_argument("--eps", default=None, help="budget of --norm (or of the run's norm)")
+    v.add_argument("--eps-l2", default=None, help="L2 budget (default: the run's stage2.attack.eps)")
+    v.add_argument("--eps-linf", default=None, help="Linf budget, e.g. 8/255 (default: 0.1 gray data, 8/255 CIFAR)")
+    v.add_argument("--pgd-steps", type=int, default=20)
+    v.add_argument("--pgd-step-size", type=float, default=None, help="PGD step (default 2.5*eps/steps)")
+    v.add_argument("--restarts", type=int, default=1, help="PGD restarts with random start (worst case counts)")
+    v.add_argument("--autoattack", action="store_true", help="also AutoAttack (pyautoattack), L2 and Linf")
+    v.add_argument("--aa-version", choices=["standard", "rand", "custom"], default="standard")
+    v.add_argument("--aa-attacks", default=None, help="comma-separated, for --aa-version custom (default apgd-ce)")
+    v.add_argument("--aa-iters", type=int, default=None, help="override APGD/FAB iterations (non-standard)")
+    v.add_argument("--n-samples", type=int, default=10000, help="class-balanced samples for generative metrics")
+    v.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's final T)")
+    v.add_argument("--step-size", type=float, default=None, help="sampling step (default: 2x training step)")
+    v.add_argument("--extractor", choices=["evalnet", "squeezenet", "inception"], default="evalnet",
+                   help="feature space of the generative metrics (only inception gives an FID)")
+    v.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="local pytorch-fid weights file pt_inception-2015-12-05-6726825d.pth (never downloaded)")
+    v.add_argument("--ref-stats", default=None, metavar="PATH", help=".npz with mu, sigma (pytorch-fid format) for FD")
+    v.add_argument("--ref-split", choices=["train", "test"], default="train", help="real images for the reference")
+    v.add_argument("--n-ref", type=int, default=None, help="real images for the reference (default: --n-samples)")
+    v.add_argument("--n-ood", type=int, default=2000, help="images per OOD set")
+    v.add_argument("--ood-eps", default=None, help="L2 radius of the adversarial OOD push (default: the L2 eps)")
+    v.add_argument("--ood-root", default=None, metavar="DIR", help="folder of the sibling dataset (e.g. MNIST files)")
+    v.add_argument("--out", help="folder for metrics.json, samples, reference statistics and the reliability "
+                   "diagram (default RUN/eval-<checkpoint>, or eval-<file stem> beside a checkpoint file)")
+    v.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser("sample", help="generate images: ascend f_y (or logsumexp) from held-out seeds")
+    s.add_argument("source", help="run directory or checkpoint file")
+    s.add_argument("--n", type=int, default=100, help="number of samples (default 100; streamed in batches)")
+    s.add_argument("--classes", nargs="+", default=None,
+                   help="classes to cycle through, e.g. 1 3 5 or 1,3,5 (default all)")
+    s.add_argument("--steps", type=int, default=None, help="PGD steps (default: the run's final curriculum T)")
+    s.add_argument("--step-size", type=float, default=None, help="L2 step (default: 2x stage2.step_size)")
+    s.add_argument("--seeds", default=None,
+                   help="noise, gaussian, patches or folder:DIR (default: the run's data.seeds, held-out split)")
+    s.add_argument("--unconditional", action="store_true", help="ascend logsumexp f(x) instead of one class logit")
+    s.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
+    s.add_argument("--png", action="store_true", help="also write every sample as png/<index>_y<class>.png")
+    s.add_argument("--trajectory", type=int, default=None, metavar="K",
+                   help="trajectory.png: the first 10 samples every K steps")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--seed", type=int, default=0, help="seed of the seed draws (same seed, same samples)")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    s.add_argument("--out", help="folder (default RUN/samples-<checkpoint>-<time>, or beside a checkpoint file)")
+    s.add_argument("--quiet", action="store_true")
+
+    x = sub.add_parser("explain", help="counterfactual explanations: targeted PGD inside L2 balls of growing radius")
+    x.add_argument("source", help="run directory or checkpoint file")
+    x.add_argument("--images", required=True, help="test indices (0,5,17), misclassified, or image files (a.png,b.jpg)")
+    x.add_argument("--target", default=None, help="class index, true, predicted or all; comma-separated for several "
+                   "(default true,predicted; predicted for image files)")
+    x.add_argument("--radii", nargs="+", default=None, help="L2 radii (default six: 1..6 x the run's L2 training eps)")
+    x.add_argument("--steps", type=int, default=300, help="PGD steps per radius (default 300)")
+    x.add_argument("--momentum", type=float, default=0.0, help="momentum of the normalised gradients (default 0)")
+    x.add_argument("--n", type=int, default=10, help="how many images `--images misclassified` takes (default 10)")
+    x.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
+    x.add_argument("--batch-size", type=int, default=256)
+    x.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    x.add_argument("--out", help="folder (default RUN/explain-<checkpoint>-<time>)")
+    x.add_argument("--quiet", action="store_true")
     return p
+
+
+def _eval(args) -> int:
+    from pathlib import Path
+
+    from .evaluate.run import evaluate, format_table
+    chosen = {f: getattr(args, f) for f in ("robust", "generative", "ood", "calibration")}
+    every = not any(chosen.values())
+    src = Path(args.source)
+    out = args.out or (src / f"eval-{args.checkpoint}" if src.is_dir() else src.parent / f"eval-{src.stem}")
+    result = evaluate(args.source, args.checkpoint, robust=every or chosen["robust"],
+                      generative=every or chosen["generative"], ood=every or chosen["ood"],
+                      calibrate=every or chosen["calibration"], n=args.n, norm=args.norm, eps=args.eps,
+                      eps_l2=args.eps_l2, eps_linf=args.eps_linf, pgd_steps=args.pgd_steps,
+                      pgd_step_size=args.pgd_step_size, restarts=args.restarts, autoattack=args.autoattack,
+                      aa_version=args.aa_version, aa_n_iter=args.aa_iters,
+                      aa_attacks=args.aa_attacks.split(",") if args.aa_attacks else None,
+                      n_samples=args.n_samples, steps=args.steps, step_size=args.step_size, extractor=args.extractor,
+                      inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
+                      n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
+                      out=out, device=args.device, show_progress=not args.quiet)
+    print(format_table(result))
+    if out:
+        print(f"written: {Path(out) / 'metrics.json'}")
+    return 0
 
 
 def _train(args) -> int:
@@ -60,7 +158,43 @@ def _train_evalnet(args) -> int:
     return 0
 
 
-VERBS = {"train": _train, "train-evalnet": _train_evalnet}
+def _numbers(values, kind, what):
+    """['1,3', '5'] -> [1, 3, 5]: lists given with spaces or commas."""
+    items = [v for text in values or [] for v in text.split(",") if v.strip()]
+    try:
+        return [kind(v) for v in items] or None
+    except ValueError:
+        raise DualatError(f"{what} takes numbers, got {' '.join(values)!r}") from None
+
+
+def _device(name):
+    import torch
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sample(args) -> int:
+    from .sample import sample_to_dir
+    record = sample_to_dir(args.source, args.out, n=args.n, classes=_numbers(args.classes, int, "--classes"),
+                           steps=args.steps, step_size=args.step_size, seeds=args.seeds,
+                           unconditional=args.unconditional, seed=args.seed, checkpoint=args.checkpoint,
+                           batch_size=args.batch_size, png=args.png, trajectory=args.trajectory,
+                           device=_device(args.device), show_progress=not args.quiet, command=sys.argv)
+    print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
+    return 0
+
+
+def _explain(args) -> int:
+    from .explain import explain_to_dir
+    record = explain_to_dir(args.source, args.images, target=args.target,
+                            radii=_numbers(args.radii, float, "--radii"), steps=args.steps, n=args.n,
+                            checkpoint=args.checkpoint, out=args.out, momentum=args.momentum,
+                            batch_size=args.batch_size, device=_device(args.device),
+                            show_progress=not args.quiet, command=sys.argv)
+    print(f"counterfactuals of {len(record['inputs'])} images at radii {record['radii']}: {record['out']}")
+    return 0
+
+
+VERBS = {"train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
 
 
 def main(argv=None) -> int:

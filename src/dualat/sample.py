@@ -1,15 +1,63 @@
-"""Generation: descend the energy from seed images with the one PGD engine (method.md section 6)."""
+"""Generation: descend the energy from seed images with the one PGD engine (method.md section 6).
+
+    generate(model, seeds, labels, steps, step_size)        -> (n, ...) float in [0, 1]
+    sample(model_or_run, n, classes=..., ...)                -> (x (n, C, H, W) in [0, 1], y (n,))
+    sample_to_dir(run, out, n, ...)                          -> the sample.json record (what `dualat sample` does)
+"""
 from __future__ import annotations
 
+import datetime
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
 import torch
 
+from .errors import DualatError
 from .pgd import Unbounded, eval_mode, pgd
+
+# a bare nn.Module carries no config: the paper's CIFAR-10 sampler (~35 steps of 0.2) and noise seeds
+MODULE_DEFAULT_STEPS = 35
+MODULE_DEFAULT_STEP_SIZE = 0.2
+TRAJECTORY_ROWS = 10  # rows (samples) of trajectory.png
 
 
 def balanced_labels(n: int, num_classes: int, classes: list[int] | None = None) -> torch.Tensor:
     """Labels cycled evenly over `classes` (default all): 0,1,...,K-1,0,1,..."""
     pool = torch.tensor(classes if classes else list(range(num_classes)), dtype=torch.long)
     return pool[torch.arange(n) % len(pool)]
+
+
+def generate_batches(model, seeds, labels: torch.Tensor | None, steps: int, step_size: float,
+                     unconditional: bool = False, batch_size: int = 256, generator: torch.Generator | None = None,
+                     device=None, step_callback=None, autocast=None, n: int | None = None):
+    """Yield (start, x0, x) per batch: seeds x0 and samples x, both (b, ...) in [0, 1] on the CPU.
+
+    seeds: a seed source (`.sample(b, y, generator)`) or a tensor of seed images (n, ...);
+    labels: (n,) int64 conditioning classes (also picks per-class Gaussian seeds), or None for
+    unconditional sampling from a seed source, which then needs `n`.
+    step_callback(start, i, x) sees the seeds (i = 0) and every iterate (i = 1..steps) of the
+    batch starting at sample `start`. Seeds are drawn batch by batch from `generator`, so the
+    result is a function of (generator seed, batch_size). The model is used in eval mode.
+    """
+    if n is None:
+        n = labels.shape[0] if labels is not None else seeds.shape[0]
+    device = device or next(model.parameters()).device
+    with eval_mode(model):
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            y = labels[start:stop] if labels is not None else None
+            x0 = seeds[start:stop] if torch.is_tensor(seeds) else seeds.sample(stop - start, y, generator)
+            cb = None
+            if step_callback is not None:
+                step_callback(start, 0, x0)
+                cb = lambda i, x, s=start: step_callback(s, i, x)  # noqa: E731
+            x = pgd(model, x0.to(device), None if y is None else y.to(device),
+                    objective="logsumexp" if unconditional else "class_logit", threat=Unbounded(),
+                    steps=steps, step_size=step_size, callback=cb, autocast=autocast)
+            yield start, x0.cpu(), x.cpu()
 
 
 def generate(model, seeds, labels: torch.Tensor | None, steps: int, step_size: float,
@@ -19,18 +67,222 @@ def generate(model, seeds, labels: torch.Tensor | None, steps: int, step_size: f
 
     seeds: a seed source (`.sample(n, y, generator)`) or a tensor of seed images (n, ...);
     labels: (n,) int64 conditioning classes (also picks per-class Gaussian seeds).
-    Works in batches so memory stays bounded; the model is used in eval mode.
+    `callback(i, x)` sees every iterate of every batch. Works in batches so memory stays bounded.
     """
-    n = labels.shape[0] if labels is not None else seeds.shape[0]
-    device = device or next(model.parameters()).device
+    cb = None if callback is None else (lambda start, i, x: callback(i, x) if i > 0 else None)
+    return torch.cat([x for _, _, x in generate_batches(model, seeds, labels, steps, step_size, unconditional,
+                                                         batch_size, generator, device, cb, autocast)])
+
+
+def _settings(model_or_run, checkpoint, steps, step_size, seeds, shape, device):
+    """Open the model and fill defaults: (model, cfg | None, info | None, shape, K, steps, step_size, seeds)."""
+    if isinstance(model_or_run, torch.nn.Module):  # used where it lives; `device` is for opening runs
+        model, cfg, info = model_or_run, None, None
+    else:
+        from .loading import load_model
+        model, cfg, info = load_model(model_or_run, checkpoint, device=device or "cpu")
+    if shape is None and torch.is_tensor(seeds):
+        shape = tuple(seeds.shape[1:])
+    if shape is None and cfg is not None:
+        from .data import dataset_info, load_dataset
+        d = cfg.data
+        shape = dataset_info(d.name, image_size=d.image_size, channels=d.channels, num_classes=d.num_classes)["shape"]
+        if shape is None:
+            shape = load_dataset(d.name, "test", root=d.root, image_size=d.image_size, channels=d.channels,
+                                 num_classes=d.num_classes).shape
+    if shape is None:
+        raise DualatError("sampling a bare model needs the input shape: pass shape=(C, H, W) or seed images")
+    shape = tuple(int(s) for s in shape)
+    with torch.no_grad(), eval_mode(model):
+        k = model(torch.zeros(1, *shape, device=next(model.parameters()).device)).shape[1]
+    if steps is None:
+        steps = MODULE_DEFAULT_STEPS if cfg is None else (info.get("final_T") or cfg.stage2.t_max)
+    if step_size is None:
+        step_size = MODULE_DEFAULT_STEP_SIZE if cfg is None else 2 * cfg.stage2.step_size
+    if not (isinstance(steps, int) and steps >= 0):
+        raise DualatError(f"steps must be a whole number >= 0, got {steps!r}")
+    if not (step_size > 0 and math.isfinite(step_size)):
+        raise DualatError(f"step size must be positive, got {step_size!r}")
+    return model, cfg, info, shape, k, steps, float(step_size), _seed_source(seeds, cfg, shape)
+
+
+def _seed_source(seeds, cfg, shape):
+    """A tensor, a SeedSource, or a name: None (the run's data.seeds; noise for a bare model),
+    'noise', 'gaussian', 'patches', 'folder:DIR' -- always the held-out "test" split."""
+    if torch.is_tensor(seeds) or hasattr(seeds, "sample"):
+        return seeds
+    from .data import load_dataset, make_seed_source
+    kind = seeds if seeds is not None else (cfg.data.seeds if cfg is not None else "noise")
+    folder = cfg.data.seed_folder if cfg is not None else None
+    if kind.startswith("folder:"):
+        kind, folder = "folder", kind[len("folder:"):]
+    train_set = None
+    if kind == "gaussian":
+        if cfg is None:
+            raise DualatError("gaussian seeds are fitted to the run's training set; give a run directory, "
+                              "not a bare model, or use seeds='noise'")
+        d = cfg.data
+        train_set = load_dataset(d.name, "train", root=d.root, image_size=d.image_size, channels=d.channels,
+                                 num_classes=d.num_classes)
+    return make_seed_source(kind, shape, "test", train_set, folder, cfg.seed if cfg is not None else 0)
+
+
+def _check_counts(n, batch_size, trajectory=None) -> None:
+    for name, v in (("n", n), ("batch size", batch_size), ("trajectory interval", trajectory)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise DualatError(f"{name} must be a whole number >= 1, got {v!r}")
+
+
+def _check_classes(classes, k: int) -> list[int] | None:
+    if classes is None or len(classes) == 0:
+        return None
     out = []
-    with eval_mode(model):
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            y = labels[start:stop] if labels is not None else None
-            x0 = seeds[start:stop] if torch.is_tensor(seeds) else seeds.sample(stop - start, y, generator)
-            x = pgd(model, x0.to(device), None if y is None else y.to(device),
-                    objective="logsumexp" if unconditional else "class_logit", threat=Unbounded(),
-                    steps=steps, step_size=step_size, callback=callback, autocast=autocast)
-            out.append(x.cpu())
-    return torch.cat(out)
+    for c in classes:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= int(c) < k:
+            raise DualatError(f"class {c!r} is out of range: this model has {k} classes, 0..{k - 1}")
+        out.append(int(c))
+    return out
+
+
+def _stream(model, k, seeds, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
+            show_progress, on_batch):
+    """Run generation; on_batch(start, x0, x, y) sees each batch (y: the class conditioned on,
+    or the model's prediction when unconditional). With `trajectory` = K returns (strip
+    (rows, cols, C, H, W) of the first rows samples at steps 0, K, 2K, ..., final; those steps), else None."""
+    from tqdm.auto import tqdm
+    if torch.is_tensor(seeds) and seeds.shape[0] < n:
+        raise DualatError(f"{seeds.shape[0]} seed images given for {n} samples")
+    labels = balanced_labels(n, k, classes)
+    gen = torch.Generator().manual_seed(int(seed))
+    rows = min(n, TRAJECTORY_ROWS)
+    keep = [s for s in range(0, steps + 1, trajectory)] if trajectory else []
+    if keep and keep[-1] != steps:
+        keep.append(steps)  # the final sample closes the strip
+    traj = {}
+
+    def record(start, i, x):  # only the first `rows` samples, only the kept steps
+        if i in keep and start < rows:
+            traj.setdefault(i, []).append(x[: rows - start].detach().float().cpu())
+
+    device = next(model.parameters()).device
+    # unconditional samples still take balanced labels: gaussian seeds then cover every class
+    batches = generate_batches(model, seeds, labels, steps, step_size, unconditional, batch_size, gen, device,
+                               record if keep else None)
+    with tqdm(total=n, desc="sampling", unit="img", disable=not show_progress, dynamic_ncols=True) as bar:
+        for start, x0, x in batches:
+            y = labels[start:start + x.shape[0]]
+            if unconditional:
+                with torch.no_grad(), eval_mode(model):
+                    y = model(x.to(device)).argmax(1).cpu()
+            on_batch(start, x0, x, y)
+            bar.update(x.shape[0])
+    if not keep:
+        return None
+    return torch.stack([torch.cat(traj[i])[:rows] for i in keep], dim=1), keep
+
+
+def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, step_size: float | None = None,
+           seeds=None, unconditional: bool = False, seed: int = 0, checkpoint: str = "ema",
+           batch_size: int = 256, shape=None, device=None, show_progress: bool = False):
+    """Generate n samples; returns (x float32 (n, C, H, W) in [0, 1], y int64 (n,)).
+
+    model_or_run: a run directory / checkpoint file (opened with `checkpoint`, EMA by default) or
+    an nn.Module taking [0, 1] inputs. Defaults from a run: steps = the run's final curriculum T
+    (else stage2.t_max), step size = 2 x stage2.step_size, seeds = the held-out ("test") split of
+    data.seeds. For a bare module: 35 steps of 0.2 (the paper's CIFAR-10 sampler) from uniform
+    noise; `shape` (C, H, W) is needed unless seed images are given.
+    classes: the classes to cycle through (default all); unconditional: ascend logsumexp, and y is
+    then the model's prediction of each sample. seeds: None, 'noise', 'gaussian', 'patches',
+    'folder:DIR', a SeedSource or a tensor (>= n, C, H, W). The same seed (and batch_size) gives
+    the same samples. device: where a run's model is opened (a bare module is used where it is).
+    """
+    _check_counts(n, batch_size)
+    model, _, _, shape, k, steps, step_size, src = _settings(model_or_run, checkpoint, steps, step_size, seeds,
+                                                             shape, device)
+    xs, ys = [], []
+    _stream(model, k, src, n, _check_classes(classes, k), steps, step_size, unconditional, seed, batch_size,
+            None, show_progress, lambda start, x0, x, y: (xs.append(x), ys.append(y)))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def default_out(source, checkpoint: str) -> Path:
+    """RUN_DIR/samples-<checkpoint>-<timestamp>, or next to a checkpoint file."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    source = Path(source)
+    if source.is_dir():
+        return source / f"samples-{checkpoint}-{stamp}"
+    return source.parent / f"samples-{source.stem}-{stamp}"
+
+
+def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | None = None,
+                  step_size: float | None = None, seeds=None, unconditional: bool = False, seed: int = 0,
+                  checkpoint: str = "ema", batch_size: int = 256, png: bool = False, trajectory: int | None = None,
+                  device=None, show_progress: bool = True, command: list[str] | None = None) -> dict:
+    """`dualat sample`: generate from a run directory / checkpoint and write into `out`:
+
+    grid.png (one row per class, up to 10 each), samples.npz (x uint8 (n, C, H, W) = round(255 x),
+    y int64 (n,)), png/<index>_y<class>.png with `png`, trajectory.png with `trajectory` = K
+    (rows = the first 10 samples, columns = steps 0, K, 2K, ..., final) and sample.json (every
+    setting). Only uint8 copies of the samples are kept, so memory is n x C x H x W bytes.
+    Returns the sample.json record.
+    """
+    from . import __version__
+    from .images import class_grid, grid, save_png
+    _check_counts(n, batch_size, trajectory)
+    model, cfg, info, shape, k, steps, step_size, src = _settings(source, checkpoint, steps, step_size, seeds,
+                                                                  None, device)
+    classes = _check_classes(classes, k)
+    image = len(shape) == 3
+    if not image and (png or trajectory):
+        raise DualatError(f"{cfg.data.name} items are points of shape {shape}, not images: drop --png / --trajectory")
+    out = Path(out) if out is not None else default_out(source, checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    # images are kept as the uint8 the PNGs hold; points (toy2d) as float32
+    x8 = np.zeros((n, *shape), dtype=np.uint8 if image else np.float32)
+    y_all = np.zeros(n, dtype=np.int64)
+    e_seed, e_sample = [], []  # per-batch sums of logsumexp, to report that sampling lowered the energy
+
+    def on_batch(start, x0, x, y):
+        stop = start + x.shape[0]
+        x8[start:stop] = x.clamp(0, 1).mul(255).round().to(torch.uint8).numpy() if image else x.numpy()
+        y_all[start:stop] = y.numpy()
+        with torch.no_grad(), eval_mode(model):
+            dev = next(model.parameters()).device
+            e_seed.append(torch.logsumexp(model(x0.to(dev)), 1).sum().item())
+            e_sample.append(torch.logsumexp(model(x.to(dev)), 1).sum().item())
+        if png:
+            for i in range(x.shape[0]):
+                save_png(grid(x[i:i + 1], nrow=1, pad=0), out / "png" / f"{start + i:06d}_y{int(y[i])}.png")
+
+    traj = _stream(model, k, src, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
+                   show_progress, on_batch)
+    np.savez_compressed(out / "samples.npz", x=x8, y=y_all)
+    files = ["samples.npz", "sample.json"] + (["grid.png"] if image else []) + (["png/"] if png else [])
+    scale = max(1, round(64 / shape[-1]))  # about 64 pixels per image, so 8x8 digits stay visible
+    if image:
+        x_all = torch.from_numpy(x8).float() / 255
+        save_png(class_grid(x_all, torch.from_numpy(y_all), k, per_class=10, scale=scale), out / "grid.png")
+    if traj is not None:
+        strip, kept = traj
+        save_png(grid(strip.flatten(0, 1), nrow=strip.shape[1], scale=scale), out / "trajectory.png")
+        files.append("trajectory.png")
+    record = {
+        "n": n, "classes": classes if classes is not None else list(range(k)), "num_classes": k,
+        "steps": steps, "step_size": step_size, "unconditional": unconditional,
+        "objective": "logsumexp (unconditional)" if unconditional else "class_logit f_y (class-conditional)",
+        "y": "model prediction of each sample" if unconditional else "class conditioned on",
+        "seeds": seeds if isinstance(seeds, str) else repr(seeds) if seeds is not None else cfg.data.seeds,
+        "seed_split": "test", "seed": seed, "batch_size": batch_size,
+        "checkpoint": info, "dataset": cfg.data.name if cfg is not None else None,
+        "trajectory_every": trajectory, "trajectory_steps": traj[1] if traj is not None else None,
+        "mean_logsumexp_seeds": sum(e_seed) / n, "mean_logsumexp_samples": sum(e_sample) / n,
+        "npz_format": ("x uint8 (N, C, H, W) = round(255 * sample)" if image else f"x float32 (N, {shape[0]})")
+        + ", y int64 (N,)",
+        "torch": torch.__version__, "dualat": __version__, "command": command if command is not None else sys.argv,
+        "time": datetime.datetime.now().isoformat(timespec="seconds"), "out": str(out), "files": files,
+    }
+    (out / "sample.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+__all__ = ["balanced_labels", "generate", "generate_batches", "sample", "sample_to_dir"]

@@ -1,4 +1,5 @@
-"""Sample quality in an evaluation network's features: Frechet distance and class agreement."""
+"""Sample quality in a feature extractor's space: Frechet distance, Inception-Score-style score,
+precision / recall / density / coverage, class agreement; and the seeded sampling they measure."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,3 +41,85 @@ class GenerationProbe:
         return {"fd": frechet_distance(mu, sigma, *self.ref),
                 "class_agreement": float((preds == self.labels.numpy()).mean()),
                 "samples": x}
+
+
+def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress):
+    """Yield (labels, seeds, samples) chunk by chunk; seeds come from one generator seeded `seed`,
+    so the whole sequence is deterministic and memory stays bounded by one chunk."""
+    from ..train.log import progress
+    g = torch.Generator().manual_seed(seed)
+    bar = progress(len(labels), 0, f"sampling ({steps} steps)", show_progress)
+    for start in range(0, len(labels), batch_size):
+        y = labels[start:start + batch_size]
+        x0 = seed_source.sample(len(y), y, g)
+        yield y, x0, generate(model, x0, y, steps, step_size)
+        bar.update(len(y))
+    bar.close()
+
+
+def draw_samples(model, seed_source, labels: torch.Tensor, steps: int, step_size: float, seed: int = 0,
+                 batch_size: int = 500, show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples, seeds), both (n, ...) float in [0, 1] on the CPU: class-conditional generation
+    (ascent on f_y, eval mode) from seeds of `seed_source`; labels (n,) int64 conditioning classes."""
+    parts = list(_sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress))
+    return torch.cat([p[2] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def sample_features(model, extractor, seed_source, labels: torch.Tensor, steps: int, step_size: float,
+                    seed: int = 0, batch_size: int = 500, keep: int | None = None,
+                    show_progress: bool = False) -> dict:
+    """Generate as draw_samples does, but pass each chunk straight through `extractor`.
+
+    Returns dict(feats (n, D), probs (n, K), seed_feats (n, D), samples uint8 (m, ...)) where the
+    first m = min(n, keep) samples are kept (keep None = as many as fit in 512 MiB of uint8).
+    """
+    per_image = int(np.prod(seed_source.shape))
+    keep = min(len(labels), keep if keep is not None else max(100, (512 << 20) // per_image))
+    feats, probs, seed_feats, kept = [], [], [], []
+    n_kept = 0
+    for y, x0, x in _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress):
+        f, p = extractor(x)
+        feats.append(f)
+        probs.append(p)
+        seed_feats.append(extractor(x0)[0])
+        if n_kept < keep:
+            kept.append(x[:keep - n_kept].mul(255).round().to(torch.uint8))
+            n_kept += kept[-1].shape[0]
+    return {"feats": np.concatenate(feats), "probs": np.concatenate(probs), "seed_feats": np.concatenate(seed_feats),
+            "samples": torch.cat(kept)}
+
+
+def dataset_features(extractor, dataset, n: int | None = None, seed: int = 0, chunk: int = 2000,
+                     show_progress: bool = False, desc: str = "real features"):
+    """Extractor (features (n, D), probabilities (n, K)) of n images of `dataset` drawn without
+    replacement with a fixed seed (all images, in order, when n is None or >= len)."""
+    from ..train.log import progress
+    total = len(dataset)
+    if n is None or n >= total:
+        idx = torch.arange(total)
+    else:
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    feats, probs = [], []
+    bar = progress(len(idx), 0, desc, show_progress)
+    for start in range(0, len(idx), chunk):
+        x, _ = dataset.batch(idx[start:start + chunk])
+        f, p = extractor(x)
+        feats.append(f)
+        probs.append(p)
+        bar.update(len(x))
+    bar.close()
+    return np.concatenate(feats), np.concatenate(probs)
+
+
+def generative_metrics(fake_feats, fake_probs, real_feats, ref_stats=None, k: int = 5, splits: int = 10) -> dict:
+    """FD, Inception-Score-style score, precision/recall/density/coverage in one feature space.
+
+    fake_feats (M, D), fake_probs (M, K) of generated images; real_feats (N, D) of real images;
+    ref_stats (mu, sigma) for the FD (default: those of real_feats).
+    """
+    from ..metrics import inception_score, prdc
+    mu_r, sigma_r = ref_stats if ref_stats is not None else gaussian_stats(real_feats)
+    mu, sigma = gaussian_stats(fake_feats)
+    is_mean, is_std = inception_score(fake_probs, splits)
+    return {"fd": frechet_distance(mu, sigma, mu_r, sigma_r), "inception_score": is_mean,
+            "inception_score_std": is_std, **prdc(real_feats, fake_feats, k=k)}

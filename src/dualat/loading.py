@@ -1,0 +1,75 @@
+"""Open a trained model from a run directory or a weights file, with the config that built it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .checkpoint import extract_state_dict, file_hash, load_weights, safe_load
+from .config import Config, from_dict
+from .data import dataset_info
+from .errors import DualatError
+from .models import create_model
+
+# which file a checkpoint name means inside a run directory, in order of preference
+CHECKPOINTS = {
+    "ema": ["model_ema.safetensors", "last.pt"],
+    "best_fid": ["best_fid.pt"],
+    "best_robust": ["best_robust.pt"],
+    "stage1": ["stage1.pt"],
+    "last": ["last.pt"],
+}
+
+
+def find_checkpoint(source: str | Path, which: str = "ema") -> tuple[Path, Path | None]:
+    """(weights file, run directory or None) for a run directory or a file path."""
+    source = Path(source)
+    if source.is_dir():
+        if which not in CHECKPOINTS:
+            raise DualatError(f"unknown checkpoint {which!r}; use one of {', '.join(CHECKPOINTS)}")
+        for name in CHECKPOINTS[which]:
+            if (source / name).is_file():
+                return source / name, source
+        raise DualatError(f"{source} holds no {which} checkpoint ({' or '.join(CHECKPOINTS[which])}); "
+                          "is it a finished `dualat train` run directory?")
+    if source.is_file():
+        return source, source.parent if (source.parent / "config.yaml").is_file() else None
+    raise DualatError(f"{source} is neither a run directory nor a checkpoint file")
+
+
+def load_model(source: str | Path, which: str = "ema", device="cpu"):
+    """(model in eval mode, Config, info dict with path / sha256 / stage / iteration / T)."""
+    path, run_dir = find_checkpoint(source, which)
+    state = safe_load(path)
+    cfg = None
+    if run_dir is not None:
+        cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    elif isinstance(state.get("config"), dict):
+        cfg = from_dict(state["config"])
+    if cfg is None:
+        raise DualatError(f"{path} carries no config and has no config.yaml beside it; "
+                          "keep the checkpoint inside its run directory")
+    info = dataset_info(cfg.data.name, image_size=cfg.data.image_size, channels=cfg.data.channels,
+                        num_classes=cfg.data.num_classes)
+    if info["shape"] is None or info["num_classes"] is None:
+        from .data import load_dataset
+        test = load_dataset(cfg.data.name, "test", root=cfg.data.root, image_size=cfg.data.image_size,
+                            channels=cfg.data.channels, num_classes=cfg.data.num_classes)
+        info = {"shape": test.shape, "num_classes": test.num_classes}
+    shape = tuple(info["shape"])
+    model = create_model(cfg.model.name, num_classes=info["num_classes"], in_channels=shape[0],
+                         image_size=shape[-1], mean=cfg.data.mean, std=cfg.data.std, **cfg.model.kwargs)
+    weights = state["ema"]["model"] if which == "ema" and isinstance(state.get("ema"), dict) else extract_state_dict(state, prefer_ema=False)
+    load_weights(model, weights, strict=True)
+    model.to(device).eval()
+    curriculum_T = None
+    if run_dir is not None and (run_dir / "last.pt").is_file():
+        last = safe_load(run_dir / "last.pt")
+        curriculum_T = last.get("curriculum", {}).get("T") if last.get("stage") == 2 else None
+    details = {"path": str(path), "sha256": file_hash(path), "checkpoint": which,
+               "stage": state.get("stage", 2 if path.suffix == ".safetensors" else None),
+               "iteration": state.get("iteration"), "final_T": curriculum_T}
+    return model, cfg, details
+
+
+__all__ = ["load_model", "find_checkpoint", "CHECKPOINTS", "Config"]
