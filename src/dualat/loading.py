@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from .checkpoint import extract_state_dict, file_hash, load_weights, safe_load
-from .config import Config, from_dict
+from .config import from_dict
 from .data import dataset_info
 from .errors import DualatError
 from .models import create_model
@@ -72,4 +72,4 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     return model, cfg, details
 
 
-__all__ = ["load_model", "find_checkpoint", "CHECKPOINTS", "Config"]
+__all__ = ["load_model", "find_checkpoint", "CHECKPOINTS"]

@@ -19,6 +19,7 @@ from ..config import DataConfig, OptimConfig
 from ..data import BatchStream, load_dataset
 from ..data.transforms import make_transform
 from ..errors import DualatError
+from ..evaluate.robust import clean_accuracy
 from ..models import create_model
 from .common import learning_rate, set_lr
 from .log import progress
@@ -75,7 +76,7 @@ def train_evalnet(data: DataConfig, out: str | Path | None = None, iterations: i
         if i % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    acc = accuracy(net, test_set)
+    acc = clean_accuracy(net, test_set)
     atomic_save(net.state_dict(), out)
     card = {"dataset": data.name, "architecture": "small_cnn", "iterations": iterations, "batch_size": batch_size,
             "seed": EVALNET_SEED, "test_accuracy": acc, "test_size": len(test_set)}
@@ -97,18 +98,6 @@ def load_evalnet(data: DataConfig, path: str | Path | None = None, iterations: i
     state = safe_load(path)
     net.load_state_dict(state)
     return net.eval()
-
-
-@torch.no_grad()
-def accuracy(model, dataset, n: int | None = None, batch_size: int = 500, device="cpu") -> float:
-    model.eval()
-    n = len(dataset) if n is None else min(n, len(dataset))
-    correct = 0
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(start + batch_size, n))
-        x, y = dataset.batch(idx)
-        correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
-    return correct / max(n, 1)
 
 
 class Features:
