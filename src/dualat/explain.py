@@ -45,27 +45,6 @@ def default_radii(shape, train_eps: float | None = None) -> list[float]:
     return [max(0.01, round(r * scale, 2)) for r in PAPER_RADII]
 
 
-class _L2Radii(L2Ball):
-    """L2 balls with one radius per sample; a step is `step_size` x that sample's radius."""
-
-    def __init__(self, radii: torch.Tensor, dims: int):
-        self.r = radii.view(-1, *([1] * (dims - 1)))
-        self.eps = float(radii.max())
-
-    @staticmethod
-    def _norm(t):
-        return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
-
-    def step(self, x, g, step_size):
-        return x + step_size * self.r * g / (self._norm(g) + 1e-12)
-
-    def project(self, x, x0):
-        delta = x - x0
-        # shrink onto the sphere, then clip to the box: clipping toward x0 in [0,1] never lengthens delta
-        scale = torch.clamp(self.r / (self._norm(delta) + 1e-12), max=1.0)
-        return torch.clamp(x0 + delta * scale, 0.0, 1.0)
-
-
 @dataclass
 class Explanation:
     """Counterfactuals of N inputs for R radii.
@@ -130,9 +109,10 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
         for s in tqdm(range(0, len(r_all), batch_size), desc="counterfactuals", disable=not show_progress):
             sl = slice(s, s + batch_size)
             xb = x[idx[sl]].to(device)
-            threat = _L2Radii(r_all[sl].to(device), xb.dim())
-            out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=threat,
-                          steps=steps, step_size=step_factor / steps, momentum=momentum).cpu()
+            r = r_all[sl].to(device)
+            # per-sample radius and step: each step moves step_factor x radius / steps
+            out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=L2Ball(r),
+                          steps=steps, step_size=step_factor / steps * r, momentum=momentum).cpu()
     p = _probs(model, out, batch_size, device)
     shape = (len(radii), n)
     return Explanation(

@@ -22,6 +22,11 @@ def _per_sample_norm(g: torch.Tensor) -> torch.Tensor:
     return flat.view(-1, *([1] * (g.dim() - 1)))
 
 
+def _per_sample(v, like: torch.Tensor):
+    """A float, or one value per sample (B,) shaped to broadcast against `like`."""
+    return v.view(-1, *([1] * (like.dim() - 1))) if torch.is_tensor(v) else v
+
+
 class ThreatModel:
     """How a gradient becomes a step, and which set the iterate is projected back onto."""
     eps: float = math.inf
@@ -37,17 +42,20 @@ class ThreatModel:
 
 
 class L2Ball(ThreatModel):
-    """||x - x0||_2 <= eps per sample, steps along the L2-normalised gradient."""
+    """||x - x0||_2 <= eps per sample, steps along the L2-normalised gradient.
 
-    def __init__(self, eps: float):
-        self.eps = float(eps)
+    eps: one budget, or a (B,) tensor of per-sample budgets (counterfactual radius sweeps).
+    """
+
+    def __init__(self, eps):
+        self.eps = eps if torch.is_tensor(eps) else float(eps)
 
     def step(self, x, g, step_size):
-        return x + step_size * g / (_per_sample_norm(g) + 1e-12)
+        return x + _per_sample(step_size, x) * g / (_per_sample_norm(g) + 1e-12)
 
     def project(self, x, x0):
         delta = x - x0
-        scale = torch.clamp(self.eps / (_per_sample_norm(delta) + 1e-12), max=1.0)
+        scale = torch.clamp(_per_sample(self.eps, x) / (_per_sample_norm(delta) + 1e-12), max=1.0)
         return torch.clamp(x0 + delta * scale, 0.0, 1.0)
 
     def random_perturb(self, x0, generator):
@@ -55,7 +63,7 @@ class L2Ball(ThreatModel):
         d = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device, x0.dtype)
         d = d / (_per_sample_norm(d) + 1e-12)
         r = torch.rand((x0.shape[0],), generator=generator, device="cpu").to(x0.device, x0.dtype)
-        return self.project(x0 + d * self.eps * r.view(-1, *([1] * (x0.dim() - 1))), x0)
+        return self.project(x0 + d * _per_sample(self.eps, x0) * r.view(-1, *([1] * (x0.dim() - 1))), x0)
 
 
 class LinfBall(ThreatModel):
@@ -160,7 +168,8 @@ def pgd(model, x0: torch.Tensor, y: torch.Tensor | None = None, *, objective: st
     """Ascend `objective` from x0 for `steps` steps inside `threat`; returns detached x.
 
     x0: (B, ...) in [0, 1]; y: (B,) int64 (ignored by logsumexp). The model's mode is the
-    caller's choice (eval for generation, contrastive samples and attacks). `momentum` > 0
+    caller's choice (eval for generation, contrastive samples and attacks). step_size is a float,
+    or a (B,) tensor of per-sample steps for L2Ball (radius sweeps). `momentum` > 0
     averages normalised gradients (counterfactuals); `callback(i, x)` sees each iterate;
     `autocast` is an optional context-manager factory (bf16 on GPU). No host synchronisation
     happens inside the loop.
