@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..metrics import frechet_distance, gaussian_stats
-from ..sample import balanced_labels, generate
+from ..sample import balanced_labels, generate, generate_batches
 
 
 def reference_stats(features_fn, dataset, n: int | None = None, batch_size: int = 1000):
@@ -49,11 +49,10 @@ def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_siz
     from ..train.log import progress
     g = torch.Generator().manual_seed(seed)
     bar = progress(len(labels), 0, f"sampling ({steps} steps)", show_progress)
-    for start in range(0, len(labels), batch_size):
-        y = labels[start:start + batch_size]
-        x0 = seed_source.sample(len(y), y, g)
-        yield y, x0, generate(model, x0, y, steps, step_size)
-        bar.update(len(y))
+    for start, x0, x in generate_batches(model, seed_source, labels, steps, step_size, batch_size=batch_size,
+                                         generator=g):
+        yield labels[start:start + x.shape[0]], x0, x
+        bar.update(x.shape[0])
     bar.close()
 
 
