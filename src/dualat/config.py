@@ -180,13 +180,20 @@ def _coerce(key: str, value, tp):
     return value
 
 
+def parse_number(text) -> float:
+    """A number, or '8/255' style text as robustness papers write Linf epsilons.
+
+    Raises ValueError or ZeroDivisionError; callers turn that into their own message.
+    """
+    if isinstance(text, str) and "/" in text:
+        num, den = text.split("/", 1)
+        return float(num) / float(den)
+    return float(text)
+
+
 def _fraction(key: str, text: str) -> float:
-    """Accept '8/255' style budgets, as robustness papers write Linf epsilons."""
     try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            return float(num) / float(den)
-        return float(text)
+        return parse_number(text)
     except (ValueError, ZeroDivisionError):
         raise DualatError(f"config key {key} must be a number like 0.5 or 8/255, got {text!r}") from None
 

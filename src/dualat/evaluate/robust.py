@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..config import parse_number
 from ..errors import DualatError
 from ..pgd import eval_mode, make_threat, pgd
 from ..train.log import progress
@@ -16,11 +17,7 @@ L2_DEFAULTS = {"cifar10": 0.5, "cifar100": 0.5, "imagenet": 3.0, "imagefolder": 
 def parse_eps(text) -> float:
     """A budget from a number or '8/255'-style text; must be positive."""
     try:
-        if isinstance(text, str) and "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
+        value = parse_number(text)
     except (ValueError, ZeroDivisionError):
         raise DualatError(f"cannot read epsilon {text!r}; write a number such as 0.5 "
                           f"or a fraction such as 8/255") from None
