@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--aa-attacks", default=None, help="comma-separated, for --aa-version custom (default apgd-ce)")
     v.add_argument("--aa-iters", type=int, default=None, help="override APGD/FAB iterations (non-standard)")
     v.add_argument("--n-samples", type=int, default=10000, help="class-balanced samples for generative metrics")
-    v.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's final T)")
+    v.add_argument("--sampler", choices=["pgd", "buffer", "sgld"], default=None,
+                   help="pgd: DAT's sampler (default for DAT runs); buffer: a JEM run's replay buffer (default for "
+                   "JEM runs); sgld: fresh SGLD chains of a JEM run")
+    v.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's final T; "
+                   "JEM: jem.eval_sgld_steps)")
     v.add_argument("--step-size", type=float, default=None, help="sampling step (default: 2x training step)")
     v.add_argument("--extractor", choices=["evalnet", "squeezenet", "inception"], default="evalnet",
                    help="feature space of the generative metrics (only inception gives an FID)")
@@ -121,7 +125,8 @@ def _eval(args) -> int:
                       pgd_step_size=args.pgd_step_size, restarts=args.restarts, autoattack=args.autoattack,
                       aa_version=args.aa_version, aa_n_iter=args.aa_iters,
                       aa_attacks=args.aa_attacks.split(",") if args.aa_attacks else None,
-                      n_samples=args.n_samples, steps=args.steps, step_size=args.step_size, extractor=args.extractor,
+                      n_samples=args.n_samples, steps=args.steps, step_size=args.step_size, sampler=args.sampler,
+                      extractor=args.extractor,
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
                       out=out, device=args.device, show_progress=not args.quiet)

@@ -60,6 +60,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     schedule: str = "cosine"    # cosine | constant
+    warmup: int = 0             # iterations of linear learning-rate warm-up from 0
 
 
 @dataclass
@@ -88,6 +89,27 @@ class Stage2Config:
     freeze_bn: bool = True
     ema_decay: float = 0.999          # warm-up min(decay, (1+n)/(10+n))
     loss_bound: float = 1e4           # a loss beyond this counts as divergence
+
+
+@dataclass
+class JEMConfig:
+    """The JEM baseline (method.md 10): CE + contrastive divergence with SGLD samples from a
+    persistent replay buffer. Used when method=jem; trained from scratch (no stage 1)."""
+    iterations: int = 2000
+    batch_size: int = 128
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        optimizer="adamw", lr=1e-4, weight_decay=0.0, betas=[0.9, 0.999], schedule="constant", warmup=100))
+    sgld_steps: int = 20
+    sgld_step_size: float = 2.0       # alpha in x <- x - (alpha/2) grad E(x) + sigma eps (2 = JEM code's unit step)
+    sgld_noise: float = 0.01          # sigma
+    buffer_size: int = 10000
+    reinit_prob: float = 0.05         # chance that a chain restarts from the initial distribution
+    buffer_init: str = "uniform"      # uniform (JEM) | gaussian (per-class Gaussian fitted to data: JEM++ / SADA-JEM)
+    clamp: bool = True                # keep SGLD chains inside the image domain [0, 1]
+    px_weight: float = 1.0            # weight of the log p(x) term
+    batchnorm: str = "frozen"         # frozen (JEM trains without BN: frozen at init = affine only) | active
+    loss_bound: float = 1e4           # a loss or mean energy beyond this counts as divergence
+    eval_sgld_steps: int | None = None  # fresh chains at evaluation; None = sgld_steps
 
 
 @dataclass
@@ -123,6 +145,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    jem: JEMConfig = field(default_factory=JEMConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -320,6 +343,7 @@ def _validate_optim(o: OptimConfig, key: str) -> None:
     _check(o.lr > 0 and math.isfinite(o.lr), f"{key}.lr", f"must be a positive number, got {o.lr}")
     _check(0 <= o.momentum < 1, f"{key}.momentum", f"must be in [0, 1), got {o.momentum}")
     _check(o.weight_decay >= 0, f"{key}.weight_decay", f"must be >= 0, got {o.weight_decay}")
+    _check(o.warmup >= 0, f"{key}.warmup", f"must be >= 0 iterations, got {o.warmup}")
     _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"{key}.betas",
            f"must be two numbers in [0, 1), got {o.betas}")
 
@@ -331,12 +355,30 @@ def _validate_attack(a: AttackConfig, key: str) -> None:
     _check(a.steps >= 1, f"{key}.steps", f"must be at least 1, got {a.steps}")
 
 
+def _validate_jem(j: JEMConfig) -> None:
+    _check(j.iterations >= 0, "jem.iterations", f"must be >= 0, got {j.iterations}")
+    _check(j.batch_size >= 2, "jem.batch_size", f"must be at least 2, got {j.batch_size}")
+    _validate_optim(j.optim, "jem.optim")
+    _check(j.sgld_steps >= 1, "jem.sgld_steps", f"must be at least 1, got {j.sgld_steps}")
+    _check(j.sgld_step_size > 0 and math.isfinite(j.sgld_step_size), "jem.sgld_step_size",
+           f"must be positive, got {j.sgld_step_size}")
+    _check(j.sgld_noise >= 0 and math.isfinite(j.sgld_noise), "jem.sgld_noise", f"must be >= 0, got {j.sgld_noise}")
+    _check(j.buffer_size >= j.batch_size, "jem.buffer_size",
+           f"must hold at least one batch (jem.batch_size={j.batch_size}), got {j.buffer_size}")
+    _check(0 <= j.reinit_prob <= 1, "jem.reinit_prob", f"must be in [0, 1], got {j.reinit_prob}")
+    _check_choice(j.buffer_init, "jem.buffer_init", ["uniform", "gaussian"])
+    _check(j.px_weight >= 0, "jem.px_weight", f"must be >= 0, got {j.px_weight}")
+    _check_choice(j.batchnorm, "jem.batchnorm", ["frozen", "active"])
+    _check(j.loss_bound > 0, "jem.loss_bound", "must be positive")
+    _check(j.eval_sgld_steps is None or j.eval_sgld_steps >= 1, "jem.eval_sgld_steps", "must be >= 1 or null")
+
+
 def validate(cfg: Config) -> None:
     """Raise DualatError naming the first bad key; called before any work starts."""
     from .data import DATASETS, SEED_SOURCES
     from .models import list_models
 
-    _check_choice(cfg.method, "method", ["dat"])
+    _check_choice(cfg.method, "method", ["dat", "jem"])
     _check_choice(cfg.data.name, "data.name", sorted(DATASETS))
     _check_choice(cfg.data.seeds, "data.seeds", list(SEED_SOURCES))
     _check(cfg.data.seeds != "folder" or bool(cfg.data.seed_folder), "data.seed_folder",
@@ -363,6 +405,7 @@ def validate(cfg: Config) -> None:
     _check(0 <= s2.t_init <= s2.t_max, "stage2.t_init", f"must be in [0, t_max={s2.t_max}], got {s2.t_init}")
     _check(0 < s2.ema_decay < 1, "stage2.ema_decay", f"must be in (0, 1), got {s2.ema_decay}")
     _check(s2.loss_bound > 0, "stage2.loss_bound", "must be positive")
+    _validate_jem(cfg.jem)
     _check(ev.every >= 1, "eval.every", f"must be >= 1, got {ev.every}")
     _check(ev.n_test >= 1 and ev.n_samples >= 2, "eval.n_test", "and eval.n_samples must be >= 1 and >= 2")
     _check(ev.pgd_steps >= 1, "eval.pgd_steps", "must be >= 1")

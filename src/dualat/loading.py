@@ -14,6 +14,7 @@ from .models import create_model
 # which file a checkpoint name means inside a run directory, in order of preference
 CHECKPOINTS = {
     "ema": ["model_ema.safetensors", "last.pt"],
+    "model": ["model.safetensors", "last.pt"],  # JEM keeps no EMA: its buffer belongs to the raw weights
     "best_fid": ["best_fid.pt"],
     "best_robust": ["best_robust.pt"],
     "stage1": ["stage1.pt"],
@@ -39,6 +40,8 @@ def find_checkpoint(source: str | Path, which: str = "ema") -> tuple[Path, Path 
 
 def load_model(source: str | Path, which: str = "ema", device="cpu"):
     """(model in eval mode, Config, info dict with path / sha256 / stage / iteration / T)."""
+    if which == "ema" and _method(source) == "jem":
+        which = "model"
     path, run_dir = find_checkpoint(source, which)
     state = safe_load(path)
     cfg = None
@@ -67,9 +70,21 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
         last = safe_load(run_dir / "last.pt")
         curriculum_T = last.get("curriculum", {}).get("T") if last.get("stage") == 2 else None
     details = {"path": str(path), "sha256": file_hash(path), "checkpoint": which,
-               "stage": state.get("stage", 2 if path.suffix == ".safetensors" else None),
+               "method": cfg.method,
+               "stage": "jem" if cfg.method == "jem" else state.get("stage", 2 if path.suffix == ".safetensors" else None),
                "iteration": state.get("iteration"), "final_T": curriculum_T}
     return model, cfg, details
+
+
+def _method(source) -> str:
+    """The training method of a run directory ('dat' for anything else)."""
+    p = Path(source) / "config.yaml"
+    if Path(source).is_dir() and p.is_file():
+        try:
+            return (yaml.safe_load(p.read_text()) or {}).get("method", "dat")
+        except yaml.YAMLError:
+            return "dat"
+    return "dat"
 
 
 __all__ = ["load_model", "find_checkpoint", "CHECKPOINTS"]

@@ -66,9 +66,11 @@ def draw_samples(model, seed_source, labels: torch.Tensor, steps: int, step_size
 
 def sample_features(model, extractor, seed_source, labels: torch.Tensor, steps: int, step_size: float,
                     seed: int = 0, batch_size: int = 500, keep: int | None = None,
-                    show_progress: bool = False) -> dict:
+                    show_progress: bool = False, chunks=None) -> dict:
     """Generate as draw_samples does, but pass each chunk straight through `extractor`.
 
+    chunks: another sampler's (labels, starts, samples) chunks to measure instead (JEM's SGLD
+    chains or replay buffer); then seed_source, steps, step_size and seed are not used.
     Returns dict(feats (n, D), probs (n, K), seed_feats (n, D), samples uint8 (m, ...)) where the
     first m = min(n, keep) samples are kept (keep None = as many as fit in 512 MiB of uint8).
     """
@@ -76,7 +78,9 @@ def sample_features(model, extractor, seed_source, labels: torch.Tensor, steps: 
     keep = min(len(labels), keep if keep is not None else max(100, (512 << 20) // per_image))
     feats, probs, seed_feats, kept = [], [], [], []
     n_kept = 0
-    for y, x0, x in _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress):
+    if chunks is None:
+        chunks = _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress)
+    for y, x0, x in chunks:
         f, p = extractor(x)
         feats.append(f)
         probs.append(p)

@@ -30,6 +30,7 @@ from .report import format_table
 from .robust import clean_accuracy, default_eps, parse_eps, pgd_accuracy
 
 FAMILIES = ("robust", "generative", "ood", "calibration")
+SAMPLERS = ("pgd", "buffer", "sgld")
 
 
 def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: bool = True, ood: bool = True,
@@ -40,7 +41,8 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
              step_size: float | None = None, extractor: str = "evalnet", inception_weights=None,
              ref_stats=None, ref_split: str = "train", n_ref: int | None = None, k: int = 5,
              is_splits: int = 10, n_ood: int = 2000, ood_eps: float | None = None, ood_steps: int = 20,
-             ood_root=None, n_bins: int = 15, out=None, device=None, show_progress: bool = True) -> dict:
+             ood_root=None, n_bins: int = 15, out=None, device=None, show_progress: bool = True,
+             sampler: str | None = None) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
@@ -49,8 +51,14 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     Generative: n_samples class-balanced samples from held-out seeds, `steps` (default the run's
     final curriculum T) of size `step_size` (default 2x training step); reference = n_ref
     (default n_samples) `ref_split` images or `ref_stats` (.npz with mu, sigma) for the FD.
+    sampler: pgd (DAT's sampler: ascent on f_y from held-out seeds; the default for DAT runs),
+    buffer (a JEM run's replay buffer; the default for JEM runs) or sgld (fresh SGLD chains from
+    the run's initial distribution, `steps` default jem.eval_sgld_steps, `step_size` default
+    jem.sgld_step_size, noise jem.sgld_noise). The metrics name the sampler.
     OOD: n_ood images per OOD set, adversarial push of L2 radius ood_eps (default the L2 eps).
     """
+    if sampler is not None and sampler not in SAMPLERS:
+        raise DualatError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if generative:  # argument mistakes surface before minutes of other families
         _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_weights, ref_split)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -102,7 +110,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     if generative and len(test_set.shape) == 3:
         g, samples, labels = _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size,
                                          extractor, inception_weights, ref_stats, ref_split, n_ref, k, is_splits,
-                                         device, out, show_progress)
+                                         device, out, show_progress, sampler)
         result.update(g)
     elif generative:
         result["generative_skipped"] = f"{d.name} is not image data"
@@ -150,8 +158,11 @@ def _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_
 
 
 def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size, extractor, inception_weights,
-                ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress):
+                ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress, sampler=None):
     d = cfg.data
+    sampler = sampler or ("buffer" if cfg.method == "jem" else "pgd")
+    if sampler != "pgd" and cfg.method != "jem":
+        raise DualatError(f"sampler {sampler} needs a JEM run (method=jem); this run was trained with {cfg.method}")
     train_set = load_dataset(d.name, "train", **kw)
     seeds = make_seed_source(d.seeds, tuple(test_set.shape), "test", train_set, d.seed_folder, cfg.seed)
     ext = make_extractor(extractor, d, cfg.eval.evalnet, cfg.eval.evalnet_iterations, inception_weights, device,
@@ -177,33 +188,55 @@ def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_
                        split=ref_split, n=len(real), dataset=d.name)
     floor, _ = dataset_features(ext, other_set, min(n_ref, len(other_set)), seed=cfg.seed + 1,
                                 show_progress=show_progress, desc="floor features")
-    steps = steps if steps is not None else (info["final_T"] or cfg.stage2.t_max)
-    step_size = step_size or 2 * cfg.stage2.step_size
-    labels = balanced_labels(n_samples, test_set.num_classes)
     sample_seed = cfg.seed + 99
-    s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress)
+    chunks, seen = None, []
+    if sampler == "pgd":
+        steps = steps if steps is not None else (info["final_T"] or cfg.stage2.t_max)
+        step_size = step_size or 2 * cfg.stage2.step_size
+    else:
+        from ..train.jem import sampler_chunks
+        steps = steps if steps is not None else (cfg.jem.eval_sgld_steps or cfg.jem.sgld_steps)
+        step_size = step_size or cfg.jem.sgld_step_size
+        n_samples, chunks = sampler_chunks(sampler, model, cfg, Path(info["path"]).parent, train_set, n_samples, steps,
+                                           step_size, sample_seed, seen, show_progress)
+    labels = balanced_labels(n_samples, test_set.num_classes)
+    s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress,
+                        chunks=chunks)
+    if seen:  # unconditional JEM samples: the label is the model's own prediction
+        labels = torch.cat(seen)
     fake, fake_probs = s["feats"], s["probs"]
     res = generative_metrics(fake, fake_probs, real, (mu_r, sigma_r), k=k, splits=is_splits)
     res["fd_floor_train_vs_test"] = frechet_distance(*gaussian_stats(floor), mu_r, sigma_r)
     res["fd_seeds"] = frechet_distance(*gaussian_stats(s["seed_feats"]), mu_r, sigma_r)
     if ext.name == "evalnet":
         res["class_agreement"] = float((fake_probs.argmax(1) == labels.numpy()).mean())
+    if sampler == "pgd":
+        how = (f"{n_samples} class-balanced samples ({test_set.num_classes} classes cycled), {steps} steps of size "
+               f"{step_size:g} (L2-normalised ascent on f_y, clipped to [0,1]) from held-out {d.seeds} seeds (seed "
+               f"{sample_seed})")
+        agree = "class_agreement = evalnet's prediction equals the conditioning class"
+    else:
+        j = cfg.jem
+        start = "uniform noise" if j.buffer_init == "uniform" else "per-class Gaussians fitted to the training set"
+        how = (f"{n_samples} samples drawn at random (seed {sample_seed}) from the run's final replay buffer"
+               if sampler == "buffer" else
+               f"{n_samples} fresh SGLD chains of {steps} steps (x <- x - {step_size:g}/2 grad E + {j.sgld_noise:g} eps"
+               f"{', clipped to [0,1]' if j.clamp else ''}) from {start} (seed {sample_seed})")
+        agree = "class_agreement = evalnet's prediction equals the JEM model's own prediction (unconditional samples)"
     fid_note = ("an FID comparable with papers" if ext.name == "inception"
                 else "NOT an FID: never compare with papers' FIDs")
     other_split = "test" if ref_split == "train" else "train"
     res.update({
-        "extractor": ext.name, "n_samples": n_samples, "sample_steps": steps, "sample_step_size": step_size,
+        "sampler": sampler, "extractor": ext.name, "n_samples": n_samples, "sample_steps": steps,
+        "sample_step_size": step_size,
         "sample_seeds": d.seeds, "sample_seed": sample_seed, "n_ref": len(real), "ref": ref_desc,
         "generative_protocol": (
-            f"{n_samples} class-balanced samples ({test_set.num_classes} classes cycled), {steps} steps of size "
-            f"{step_size:g} (L2-normalised ascent on f_y, clipped to [0,1]) from held-out {d.seeds} seeds (seed "
-            f"{sample_seed}), {weights}; features: {ext.description}; FD = Frechet distance to the reference "
+            f"sampler {sampler}: {how}, {weights}; features: {ext.description}; FD = Frechet distance to the reference "
             f"({ref_desc}), {fid_note}; IS = exp E[KL(p(y|x) || p(y))] from the extractor's class probabilities, "
             f"mean ± std over {is_splits} splits; precision/recall/density/coverage with k={k} nearest neighbours, "
             f"{len(real)} real vs {n_samples} generated; floor = {len(floor)} {other_split} "
-            f"images vs the reference; fd_seeds = the seeds themselves"
-            + ("; class_agreement = evalnet's prediction equals the conditioning class"
-               if ext.name == "evalnet" else "")),
+            f"images vs the reference; fd_seeds = the seeds / chain starts themselves"
+            + (f"; {agree}" if ext.name == "evalnet" else "")),
     })
     return res, s["samples"], labels[:len(s["samples"])]
 

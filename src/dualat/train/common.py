@@ -100,9 +100,12 @@ def make_optimizer(params, o: OptimConfig) -> torch.optim.Optimizer:
 
 
 def learning_rate(o: OptimConfig, iteration: int, total: int) -> float:
+    """The rate of 0-based `iteration` of `total`: linear warm-up over o.warmup iterations, then
+    constant or cosine."""
+    scale = min(1.0, (iteration + 1) / o.warmup) if o.warmup > 0 else 1.0
     if o.schedule == "constant" or total <= 1:
-        return o.lr
-    return 0.5 * o.lr * (1 + math.cos(math.pi * min(iteration, total) / total))
+        return o.lr * scale
+    return scale * 0.5 * o.lr * (1 + math.cos(math.pi * min(iteration, total) / total))
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -19,6 +19,7 @@ from ..images import class_grid, save_png
 from ..models import create_model
 from .common import Diverged, autocast_factory, parameters_finite, resolve_device, rng_state, seed_everything
 from .dat import run_stage2
+from .jem import run_jem
 from .evalnet import Features, load_evalnet
 from .log import MetricLog
 from .stage1 import run_stage1
@@ -93,7 +94,8 @@ def default_run_dir(cfg: Config) -> Path:
 
 def train(config: str | Path | Config | None = None, overrides=(), out: str | Path | None = None,
           resume: str | Path | None = None, show_progress: bool = True) -> Path:
-    """Train a DAT model: stage 1 then stage 2. Returns the run directory.
+    """Train a DAT model (stage 1 then stage 2), or the JEM baseline with method=jem. Returns the
+    run directory.
 
     config: a YAML path / preset name / Config; overrides: ['stage2.optim.lr=0.001', ...];
     resume: a run directory holding last.pt (overrides are then laid over its config snapshot).
@@ -147,7 +149,10 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
 
 
 def _run_stages(run: Run, state: dict | None) -> dict:
-    summary = {"name": run.cfg.name, "run_dir": str(run.dir)}
+    summary = {"name": run.cfg.name, "run_dir": str(run.dir), "method": run.cfg.method}
+    if run.cfg.method == "jem":
+        summary["jem"] = run_jem(run, state)
+        return summary
     stage1_file = run.dir / "stage1.pt"
     if state is None or state["stage"] == 1:
         finished = state is not None and state["iteration"] >= run.cfg.stage1.iterations and stage1_file.is_file()
