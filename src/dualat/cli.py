@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     v = sub.add_parser("eval", help="robustness, sample quality, OOD detection and calibration of a trained model",
                        description="Families run: those selected, or all four when none is selected.")
-    v.add_argument("source", help="run directory or checkpoint file")
+    v.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
     v.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
     v.add_argument("--robust", action="store_true", help="clean, PGD (L2 and Linf) and optionally AutoAttack accuracy")
     v.add_argument("--generative", action="store_true", help="FD, IS-style score, precision/recall/density/coverage")
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("sample", help="generate images: ascend f_y (or logsumexp) from held-out seeds")
-    s.add_argument("source", help="run directory or checkpoint file")
+    s.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
     s.add_argument("--n", type=int, default=100, help="number of samples (default 100; streamed in batches)")
     s.add_argument("--classes", nargs="+", default=None,
                    help="classes to cycle through, e.g. 1 3 5 or 1,3,5 (default all)")
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
 
     x = sub.add_parser("explain", help="counterfactual explanations: targeted PGD inside L2 balls of growing radius")
-    x.add_argument("source", help="run directory or checkpoint file")
+    x.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
     x.add_argument("--images", required=True, help="test indices (0,5,17), misclassified, or image files (a.png,b.jpg)")
     x.add_argument("--target", default=None, help="class index, true, predicted or all; comma-separated for several "
                    "(default true,predicted; predicted for image files)")
@@ -116,8 +116,10 @@ def _eval(args) -> int:
     from .evaluate.run import evaluate, format_table
     chosen = {f: getattr(args, f) for f in ("robust", "generative", "ood", "calibration")}
     every = not any(chosen.values())
+    from .loading import PRETRAINED_PREFIX, output_base
     src = Path(args.source)
-    out = args.out or (src / f"eval-{args.checkpoint}" if src.is_dir() else src.parent / f"eval-{src.stem}")
+    out = args.out or (output_base(args.source) / f"eval-{args.checkpoint}"
+                       if src.is_dir() or args.source.startswith(PRETRAINED_PREFIX) else src.parent / f"eval-{src.stem}")
     result = evaluate(args.source, args.checkpoint, robust=every or chosen["robust"],
                       generative=every or chosen["generative"], ood=every or chosen["ood"],
                       calibrate=every or chosen["calibration"], n=args.n, norm=args.norm, eps=args.eps,

@@ -275,9 +275,9 @@ def explain_to_dir(source, images: str, target: str | None = None, radii=None, s
     radii = list(radii) if radii is not None else default_radii(shape, a.eps if a.norm.upper() == "L2" else None)
     e = explain(model, x[[i for i, _, _ in pairs]], torch.tensor([c for _, _, c in pairs]), radii, steps,
                 step_factor, momentum, batch_size, dev, show_progress)
+    from .loading import output_base
     out = Path(out) if out is not None else (
-        (Path(source) if Path(source).is_dir() else Path(source).parent)
-        / f"explain-{checkpoint}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        output_base(source) / f"explain-{checkpoint}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)
     names_k = getattr(open_test(), "classes", None) if any(label >= 0 for label in labels.tolist()) else None
     entries = []

@@ -1,6 +1,7 @@
 """Open a trained model from a run directory or a weights file, with the config that built it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -22,9 +23,38 @@ CHECKPOINTS = {
 }
 
 
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_PREFIX = "pretrained:"
+
+
+def pretrained_names() -> list[str]:
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.yaml").is_file()) if PRETRAINED_DIR.is_dir() else []
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A run directory / checkpoint file, or `pretrained:NAME` -> the bundled model's folder."""
+    text = str(source)
+    if text.startswith(PRETRAINED_PREFIX):
+        name = text[len(PRETRAINED_PREFIX):]
+        if name not in pretrained_names():
+            raise DualatError(f"no bundled model {name!r}; available: "
+                              + ", ".join(PRETRAINED_PREFIX + n for n in pretrained_names()))
+        return PRETRAINED_DIR / name
+    return Path(source)
+
+
+def output_base(source: str | Path) -> Path:
+    """Where outputs of a source go by default: the run directory, the folder of a checkpoint
+    file, or ./pretrained-NAME for a bundled model (the installed package stays read-only)."""
+    text = str(source)
+    if text.startswith(PRETRAINED_PREFIX):
+        return Path("pretrained-" + text[len(PRETRAINED_PREFIX):])
+    return Path(source) if Path(source).is_dir() else Path(source).parent
+
+
 def find_checkpoint(source: str | Path, which: str = "ema") -> tuple[Path, Path | None]:
-    """(weights file, run directory or None) for a run directory or a file path."""
-    source = Path(source)
+    """(weights file, run directory or None) for a run directory, a file path or pretrained:NAME."""
+    source = resolve_source(source)
     if source.is_dir():
         if which not in CHECKPOINTS:
             raise DualatError(f"unknown checkpoint {which!r}; use one of {', '.join(CHECKPOINTS)}")
@@ -40,7 +70,7 @@ def find_checkpoint(source: str | Path, which: str = "ema") -> tuple[Path, Path 
 
 def load_model(source: str | Path, which: str = "ema", device="cpu"):
     """(model in eval mode, Config, info dict with path / sha256 / stage / iteration / T)."""
-    if which == "ema" and _method(source) == "jem":
+    if which == "ema" and _method(resolve_source(source)) == "jem":
         which = "model"
     path, run_dir = find_checkpoint(source, which)
     state = safe_load(path)
@@ -69,6 +99,11 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     if run_dir is not None and (run_dir / "last.pt").is_file():
         last = safe_load(run_dir / "last.pt")
         curriculum_T = last.get("curriculum", {}).get("T") if last.get("stage") == 2 else None
+    elif run_dir is not None and (run_dir / "card.json").is_file():  # a bundled model
+        card = json.loads((run_dir / "card.json").read_text())
+        curriculum_T = card.get("final_T")
+        if cfg.eval.evalnet is None and (run_dir / "evalnet.safetensors").is_file():
+            cfg.eval.evalnet = str(run_dir / "evalnet.safetensors")
     details = {"path": str(path), "sha256": file_hash(path), "checkpoint": which,
                "method": cfg.method,
                "stage": "jem" if cfg.method == "jem" else state.get("stage", 2 if path.suffix == ".safetensors" else None),
@@ -87,4 +122,4 @@ def _method(source) -> str:
     return "dat"
 
 
-__all__ = ["load_model", "find_checkpoint", "CHECKPOINTS"]
+__all__ = ["load_model", "find_checkpoint", "resolve_source", "output_base", "pretrained_names", "CHECKPOINTS"]

@@ -206,12 +206,13 @@ def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, s
 
 
 def default_out(source, checkpoint: str) -> Path:
-    """RUN_DIR/samples-<checkpoint>-<timestamp>, or next to a checkpoint file."""
+    """RUN_DIR/samples-<checkpoint>-<timestamp>, next to a checkpoint file, or under
+    ./pretrained-NAME for a bundled model."""
+    from .loading import PRETRAINED_PREFIX, output_base
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    source = Path(source)
-    if source.is_dir():
-        return source / f"samples-{checkpoint}-{stamp}"
-    return source.parent / f"samples-{source.stem}-{stamp}"
+    if Path(source).is_dir() or str(source).startswith(PRETRAINED_PREFIX):
+        return output_base(source) / f"samples-{checkpoint}-{stamp}"
+    return Path(source).parent / f"samples-{Path(source).stem}-{stamp}"
 
 
 def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | None = None,

@@ -1,0 +1,40 @@
+"""The bundled Fashion-MNIST model: loads offline, classifies as the README says, samples and explains."""
+import re
+from pathlib import Path
+
+import pytest
+
+from dualat.data import load_dataset
+from dualat.errors import DualatError
+from dualat.evaluate import clean_accuracy
+from dualat.loading import load_model, pretrained_names
+from dualat.sample import sample_to_dir
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def stated_accuracy() -> float:
+    m = re.search(r"and ([0-9.]+)% on the first 1,000", README.read_text())
+    assert m, "README states the bundled model's accuracy on the first 1,000 test images"
+    return float(m.group(1)) / 100
+
+
+def test_bundled_model_classifies_at_the_stated_accuracy():
+    assert "fashion-mnist" in pretrained_names()
+    model, cfg, info = load_model("pretrained:fashion-mnist")
+    assert info["final_T"] == 40 and cfg.eval.evalnet.endswith("evalnet.safetensors")
+    acc = clean_accuracy(model, load_dataset("fashion_mnist", "test"), 1000)
+    assert abs(acc - stated_accuracy()) <= 0.01
+
+
+def test_bundled_model_samples_into_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    record = sample_to_dir("pretrained:fashion-mnist", n=10, steps=3, show_progress=False)
+    out = Path(record["out"])
+    assert out.parent == Path("pretrained-fashion-mnist")   # never inside the installed package
+    assert (tmp_path / out / "grid.png").is_file() and record["steps"] == 3
+
+
+def test_unknown_bundled_model_is_one_clear_error():
+    with pytest.raises(DualatError, match="available: pretrained:fashion-mnist"):
+        load_model("pretrained:cifar10")
