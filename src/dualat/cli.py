@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="weights file (default: the cache, ~/.cache/dualat/evalnet/<dataset>.safetensors)")
     e.add_argument("--iterations", type=int, default=None)
     e.add_argument("--quiet", action="store_true")
+    r = sub.add_parser("report", help="a self-contained HTML page of a run: curves, tables, samples")
+    r.add_argument("run_dir", help="run directory written by `dualat train`")
+    r.add_argument("--out", help="page path (default RUN_DIR/report.html; images go to <stem>_files/ beside it)")
+
     v = sub.add_parser("eval", help="robustness, sample quality, OOD detection and calibration of a trained model",
                        description="Families run: those selected, or all four when none is selected.")
     v.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
@@ -201,7 +205,13 @@ def _explain(args) -> int:
     return 0
 
 
-VERBS = {"train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
+def _report(args) -> int:
+    from .report import report
+    print(f"report: {report(args.run_dir, args.out)}")
+    return 0
+
+
+VERBS = {"report": _report, "train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
 
 
 def main(argv=None) -> int:
