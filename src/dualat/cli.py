@@ -30,6 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="weights file (default: the cache, ~/.cache/dualat/evalnet/<dataset>.safetensors)")
     e.add_argument("--iterations", type=int, default=None)
     e.add_argument("--quiet", action="store_true")
+    st = sub.add_parser("study", help="plain classifier, adversarial training, DAT and JEM over seeds: table + report")
+    st.add_argument("config", help="YAML file or preset name (e.g. fashion_mnist)")
+    st.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
+    st.add_argument("--seeds", type=int, default=3)
+    st.add_argument("--out", help="study folder (default runs/study-<config>); rerun to continue an unfinished study")
+    st.add_argument("--n-autoattack", type=int, default=1000, help="test images for AutoAttack L2 (0: skip)")
+    st.add_argument("--n-samples", type=int, default=2000, help="samples per model for the generative metrics")
+    st.add_argument("--n-ref", type=int, default=10000, help="test images for the reference statistics")
+    st.add_argument("--n-test", type=int, default=None, help="test images for clean / PGD accuracy (default all)")
+    st.add_argument("--steps", type=int, default=None, help="PGD-sampler steps (default stage2.t_max)")
+    st.add_argument("--sgld-steps", type=int, default=None, help="fresh JEM chains' steps (default stage2.t_max)")
+    st.add_argument("--ablations", default="all", help="all, none, or comma-separated names "
+                    "(auc_threshold_0.6, t_max_20, batchnorm_active, noise_seeds)")
+    st.add_argument("--quiet", action="store_true")
+
     r = sub.add_parser("report", help="a self-contained HTML page of a run: curves, tables, samples")
     r.add_argument("run_dir", help="run directory written by `dualat train`")
     r.add_argument("--out", help="page path (default RUN_DIR/report.html; images go to <stem>_files/ beside it)")
@@ -205,13 +220,23 @@ def _explain(args) -> int:
     return 0
 
 
+def _study(args) -> int:
+    from .study import study
+    abl = True if args.ablations == "all" else [] if args.ablations == "none" else args.ablations.split(",")
+    out = study(args.config, args.seeds, args.out, args.overrides, n_autoattack=args.n_autoattack,
+                n_samples=args.n_samples, n_ref=args.n_ref, n_test=args.n_test, sample_steps=args.steps,
+                sgld_steps=args.sgld_steps, ablations=abl, show_progress=not args.quiet)
+    print(f"study: {out / 'results.md'}, {out / 'report.html'}")
+    return 0
+
+
 def _report(args) -> int:
     from .report import report
     print(f"report: {report(args.run_dir, args.out)}")
     return 0
 
 
-VERBS = {"report": _report, "train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
+VERBS = {"study": _study, "report": _report, "train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
 
 
 def main(argv=None) -> int:

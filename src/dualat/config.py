@@ -136,7 +136,7 @@ class LogConfig:
 @dataclass
 class Config:
     name: str = "run"
-    method: str = "dat"
+    method: str = "dat"        # dat | jem (the SGLD baseline) | plain (non-robust classifier, stage-1 loop)
     seed: int = 0
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     threads: int = 0           # torch CPU threads; 0 = leave PyTorch's default
@@ -378,7 +378,7 @@ def validate(cfg: Config) -> None:
     from .data import DATASETS, SEED_SOURCES
     from .models import list_models
 
-    _check_choice(cfg.method, "method", ["dat", "jem"])
+    _check_choice(cfg.method, "method", ["dat", "jem", "plain"])
     _check_choice(cfg.data.name, "data.name", sorted(DATASETS))
     _check_choice(cfg.data.seeds, "data.seeds", list(SEED_SOURCES))
     _check(cfg.data.seeds != "folder" or bool(cfg.data.seed_folder), "data.seed_folder",

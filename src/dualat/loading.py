@@ -70,8 +70,8 @@ def find_checkpoint(source: str | Path, which: str = "ema") -> tuple[Path, Path 
 
 def load_model(source: str | Path, which: str = "ema", device="cpu"):
     """(model in eval mode, Config, info dict with path / sha256 / stage / iteration / T)."""
-    if which == "ema" and _method(resolve_source(source)) == "jem":
-        which = "model"
+    if which == "ema":  # the default: the weights each method samples with
+        which = {"jem": "model", "plain": "stage1"}.get(_method(resolve_source(source)), which)
     path, run_dir = find_checkpoint(source, which)
     state = safe_load(path)
     cfg = None

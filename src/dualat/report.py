@@ -106,8 +106,9 @@ class Page:
         return self.out
 
 
-def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "") -> dict:
-    """Add a run's curves, evaluation tables and images to `page`; returns its summary dict."""
+def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", curves_only: bool = False) -> dict:
+    """Add a run's curves, evaluation tables and images to `page` (only the curves with
+    curves_only); returns its summary dict."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise DualatError(f"{run_dir} is not a run directory (no config.yaml); give the folder `dualat train` wrote")
@@ -133,6 +134,8 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "") -
             svgs.append(svg_curve([(r["iteration"], r.get(k)) for r in evals], f"periodic eval: {k}"))
     if svgs:
         page.add("<h3>Training curves</h3><div class='figs'>" + "".join(svgs) + "</div>")
+    if curves_only:
+        return summary
     # evaluations written by `dualat eval`
     results = []
     for path in sorted(run_dir.glob("eval-*/metrics.json")):

@@ -42,11 +42,12 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
              ref_stats=None, ref_split: str = "train", n_ref: int | None = None, k: int = 5,
              is_splits: int = 10, n_ood: int = 2000, ood_eps: float | None = None, ood_steps: int = 20,
              ood_root=None, n_bins: int = 15, out=None, device=None, show_progress: bool = True,
-             sampler: str | None = None) -> dict:
+             sampler: str | None = None, n_autoattack: int | None = None) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
-    AutoAttack default is 1000 when n is None). norm/eps: restrict robustness to one norm, eps
+    AutoAttack default is 1000 when n is None; n_autoattack sets it apart from n).
+    norm/eps: restrict robustness to one norm, eps
     for it; eps_l2 / eps_linf (numbers or '8/255') override the defaults of robust.default_eps.
     Generative: n_samples class-balanced samples from held-out seeds, `steps` (default the run's
     final curriculum T) of size `step_size` (default 2x training step); reference = n_ref
@@ -96,7 +97,8 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
             + "; ".join(f"{nm} eps={eps_by[nm]:.6g}" for nm in norms)
             + f"; first {n_test} test images; robust_acc = the run's own norm ({run_norm}); {weights}")
         if autoattack:
-            n_aa = n_test if n is not None else min(1000, len(test_set))
+            n_aa = min(n_autoattack, len(test_set)) if n_autoattack else (
+                n_test if n is not None else min(1000, len(test_set)))
             protocols = []
             for nm in norms:
                 aa = autoattack_accuracy(model, test_set, n_aa, nm, eps_by[nm], aa_version, aa_attacks, aa_n_iter,

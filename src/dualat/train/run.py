@@ -164,5 +164,7 @@ def _run_stages(run: Run, state: dict | None) -> dict:
         state = None
     else:
         summary["stage1"] = safe_load(stage1_file)["eval"] if stage1_file.is_file() else None
+    if run.cfg.method == "plain":  # a plain classifier: stage 1's loop with clean cross-entropy, no stage 2
+        return summary
     summary["stage2"] = run_stage2(run, state)
     return summary

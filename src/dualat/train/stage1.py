@@ -9,7 +9,7 @@ from ..data.transforms import make_transform
 from ..evaluate import clean_accuracy, pgd_accuracy
 from .common import Diverged, check_finite, generator, learning_rate, set_rng_state, make_optimizer, set_lr
 from .log import Averager, progress
-from .steps import adversarial_step
+from .steps import adversarial_step, plain_step
 
 
 def run_stage1(run, state: dict | None = None) -> dict:
@@ -41,14 +41,17 @@ def run_stage1(run, state: dict | None = None) -> dict:
         lr = learning_rate(s1.optim, it, s1.iterations)
         set_lr(opt, lr)
         x, y = run.to_device(*next(stream))
-        m = adversarial_step(model, opt, x, y, s1.attack, pgd_gen, run.autocast)
+        if cfg.method == "plain":  # the study's non-robust baseline: same loop, clean cross-entropy
+            m = plain_step(model, opt, x, y, run.autocast)
+        else:
+            m = adversarial_step(model, opt, x, y, s1.attack, pgd_gen, run.autocast)
         check_finite(1, it + 1, m, cfg.stage2.loss_bound)
         avg.add(m)
         bar.update(1)
         done = it + 1
         if done % cfg.log.every == 0 or done == s1.iterations:
             rec = avg.pop()
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", adv_acc=f"{rec['adv_acc']:.2f}")
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec.get('adv_acc', rec.get('acc', 0.0)):.2f}")
             run.log.write({"stage": 1, "iteration": done, "lr": lr, **rec})
         if done % cfg.log.checkpoint_every == 0 or done == s1.iterations:
             run.save_state({"stage": 1, "iteration": done, "elapsed": elapsed + time.time() - t0,

@@ -40,6 +40,18 @@ def adversarial_step(model, opt, x, y, attack: AttackConfig, generator=None, aut
     return {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
 
 
+def plain_step(model, opt, x, y, autocast=None) -> dict:
+    """Standard (non-robust) training: cross-entropy on clean images; the study's plain baseline."""
+    model.train()
+    with maybe(autocast):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item()}
+
+
 def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None, autocast=None) -> dict:
     """One Dual Adversarial Training step (method.md section 2-3).
 

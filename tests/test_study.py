@@ -1,0 +1,56 @@
+"""`dualat study` on a tiny digits configuration: every method, every row, the table, the page."""
+import json
+import re
+
+import pytest
+
+from conftest import TINY_DIGITS
+from dualat.cli import main
+from dualat.errors import DualatError
+from dualat.study import ROWS, study
+
+TINY_JEM = ["jem.iterations=8", "jem.batch_size=16", "jem.buffer_size=32", "jem.sgld_steps=2"]
+SIZES = dict(n_autoattack=0, n_samples=20, n_ref=40, n_test=40, sample_steps=3, sgld_steps=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "s"
+    study("digits", seeds=2, out=out, overrides=TINY_DIGITS + TINY_JEM, ablations=["t_max_20"],
+          show_progress=False, **SIZES)
+    return out
+
+
+def test_study_table_has_every_method_with_mean_and_std(tiny_study):
+    results = json.loads((tiny_study / "results.json").read_text())
+    assert list(results["table"]) == [name for name, *_ in ROWS]
+    for name, rows in results["rows"].items():
+        assert [r["seed"] for r in rows] == [0, 1]
+        assert all(r["clean_acc"] is not None and r["fd"] is not None for r in rows), name
+    md = (tiny_study / "results.md").read_text()
+    assert md.count(" ± ") > 20 and "Divergences: none" in md and "t_max_20" in md
+    dat = results["rows"]["DAT"][0]
+    at = results["rows"]["adversarial training (stage 1)"][0]
+    assert dat["passes_M"] > at["passes_M"] > results["rows"]["plain classifier"][0]["passes_M"]
+
+
+def test_study_report_images_exist(tiny_study):
+    text = (tiny_study / "report.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', text)
+    assert len(srcs) >= 6
+    for src in srcs:
+        assert (tiny_study / src).is_file(), src
+
+
+def test_study_resumes_without_retraining(tiny_study):
+    before = (tiny_study / "seed0" / "dat" / "last.pt").stat().st_mtime_ns
+    study("digits", seeds=2, out=tiny_study, overrides=TINY_DIGITS + TINY_JEM, ablations=["t_max_20"],
+          show_progress=False, **SIZES)
+    assert (tiny_study / "seed0" / "dat" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_study_bad_arguments_are_one_line(tmp_path, capsys):
+    with pytest.raises(DualatError, match="unknown ablation"):
+        study("digits", seeds=1, out=tmp_path, ablations=["bn"])
+    assert main(["study", "digits", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
