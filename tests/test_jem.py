@@ -160,3 +160,12 @@ def test_jem_divergence_is_recorded_and_stops_cleanly(tmp_path):
     # the last good checkpoint still evaluates (weights and buffer from last.pt)
     r = evaluate(out, robust=False, ood=False, calibrate=False, n_samples=30, k=3, is_splits=2, show_progress=False)
     assert r["checkpoint"]["path"].endswith("last.pt")
+
+
+def test_jem_with_active_batchnorm_and_gaussian_init_runs(tmp_path):
+    out = train("digits", TINY_JEM + ["jem.iterations=4", "jem.batchnorm=active", "jem.buffer_init=gaussian",
+                                      "eval.every=4"], out=tmp_path / "a", show_progress=False)
+    summary = json.loads((out / "summary.json").read_text())["jem"]
+    assert summary["diverged"] is None and summary["iterations_done"] == 4
+    images = safe_load(out / "replay_buffer.safetensors")["images"]
+    assert images.min() >= 0 and images.max() <= 1

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_save
+from ..checkpoint import atomic_save, safe_load
 from ..data import BatchStream, make_seed_source
 from ..data.transforms import make_transform
+from ..errors import DualatError
 from ..evaluate import clean_accuracy, pgd_accuracy
 from ..metrics import frechet_distance, gaussian_stats
 from ..models import freeze_batchnorm
@@ -41,9 +43,12 @@ def initial_distribution(run_or_cfg, train_set, shape) -> InitialDistribution:
     return InitialDistribution(cfg.jem.buffer_init, shape, train_set.num_classes, src)
 
 
-def jem_step(model, opt, real, x_q, px_weight: float, loss_bound: float, iteration: int, autocast=None) -> dict:
+def jem_step(model, opt, real, x_q, px_weight: float, loss_bound: float, iteration: int, autocast=None,
+             fused: bool = True) -> dict:
     """One JEM update: CE on the real batch + px_weight * (E(real) - E(samples)).
 
+    fused: one forward pass over [real, samples] (right when BatchNorm is frozen or absent);
+    False keeps the two batches' BatchNorm statistics apart, as JEM's code does.
     Checks the losses before the optimiser step, so a diverging step never reaches the weights
     (raises Diverged naming `iteration`). Returns float metrics.
     """
@@ -51,9 +56,9 @@ def jem_step(model, opt, real, x_q, px_weight: float, loss_bound: float, iterati
     b = x.shape[0]
     model.train()
     with maybe(autocast):
-        if getattr(model, "_jem_fused", True):
+        if fused:
             logits = model(torch.cat([x, x_q])).float()
-        else:  # active BatchNorm: keep real and sampled batch statistics apart, as JEM's code does
+        else:
             logits = torch.cat([model(x), model(x_q)]).float()
     lse = torch.logsumexp(logits, dim=1)
     ce = F.cross_entropy(logits[:b], y)
@@ -77,7 +82,6 @@ def run_jem(run, state: dict | None = None) -> dict:
     seed_everything(cfg.seed * 1000 + 30)
     if j.batchnorm == "frozen":
         freeze_batchnorm(model)
-    model._jem_fused = j.batchnorm == "frozen"
     opt = make_optimizer(model.parameters(), j.optim)
     shape = run.train_set.shape
     stream = BatchStream(run.train_set, j.batch_size, seed=cfg.seed * 1000 + 31,
@@ -110,7 +114,8 @@ def run_jem(run, state: dict | None = None) -> dict:
             x, y, x0 = run.to_device(x, y, x0)
             x_q = sgld(model, x0, j.sgld_steps, j.sgld_step_size, j.sgld_noise, gens["sgld"], j.clamp, run.autocast)
             buffer.put(idx, x_q.cpu())
-            m = jem_step(model, opt, (x, y), x_q, j.px_weight, j.loss_bound, it + 1, run.autocast)
+            m = jem_step(model, opt, (x, y), x_q, j.px_weight, j.loss_bound, it + 1, run.autocast,
+                         fused=j.batchnorm == "frozen")
             avg.add(m)
             bar.update(1)
             done = it + 1
@@ -194,9 +199,6 @@ def sgld_batches(model, x0: torch.Tensor, steps: int, step_size: float, noise: f
 def load_buffer(run_dir) -> torch.Tensor:
     """The replay buffer of a JEM run directory: replay_buffer.safetensors (finished run) or the
     one inside last.pt (a run that diverged or was stopped)."""
-    from pathlib import Path
-    from ..checkpoint import safe_load
-    from ..errors import DualatError
     run_dir = Path(run_dir)
     if (run_dir / "replay_buffer.safetensors").is_file():
         return safe_load(run_dir / "replay_buffer.safetensors")["images"]
