@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import DualatError
@@ -144,7 +145,8 @@ def _train(args) -> int:
     elif not config:
         raise DualatError("give a config: `dualat train fashion_mnist` (a preset) or `dualat train my.yaml`")
     run_dir = train(config, overrides, out=args.out, resume=args.resume, show_progress=not args.quiet)
-    print(f"run directory: {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        print(f"run directory: {run_dir}")
     return 0
 
 

@@ -33,14 +33,21 @@ class GenerationProbe:
         g = torch.Generator().manual_seed(seed)
         self.seeds = seed_source.sample(n, self.labels, g)
 
-    def __call__(self, model, steps: int, step_size: float, unconditional: bool = False, autocast=None) -> dict:
-        x = generate(model, self.seeds, self.labels, steps, step_size, unconditional=unconditional,
+    def __call__(self, model, steps: int, step_size: float, unconditional: bool = False, autocast=None,
+                 dist=None) -> dict:
+        """dist (train.distributed.Dist, under torchrun): each process generates its share of the
+        samples and the features are gathered; `samples` / `labels` are then this process's share."""
+        part = dist.shard(len(self.labels)) if dist is not None else slice(None)
+        labels = self.labels[part]
+        x = generate(model, self.seeds[part], labels, steps, step_size, unconditional=unconditional,
                      autocast=autocast)
         feats, preds = self.features_fn(x)
+        if dist is not None:
+            feats, preds = dist.gather_arrays(feats), dist.gather_arrays(preds)
         mu, sigma = gaussian_stats(feats)
         return {"fd": frechet_distance(mu, sigma, *self.ref),
                 "class_agreement": float((preds == self.labels.numpy()).mean()),
-                "samples": x}
+                "samples": x, "labels": labels}
 
 
 def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress):
