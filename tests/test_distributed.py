@@ -5,8 +5,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import TINY_DIGITS
 from dualat.checkpoint import safe_load
@@ -14,8 +16,9 @@ from dualat.data import load_dataset
 from dualat.errors import DualatError
 from dualat.evaluate import clean_accuracy, pgd_accuracy
 from dualat.loading import load_model
+from dualat.sample import sample_to_dir
 from dualat.train import train
-from dualat.train.distributed import parameter_digest
+from dualat.distributed import parameter_digest
 from dualat.train.log import read_log
 
 # global batches of 64 (32 per process); short enough for three launches in well under a minute
@@ -23,11 +26,11 @@ DDP_DIGITS = TINY_DIGITS + ["stage1.iterations=20", "stage2.iterations=12", "eva
                             "log.checkpoint_every=6", "device=cpu"]
 
 
-def torchrun(*args, nproc: int = 2) -> subprocess.CompletedProcess:
-    """`dualat train ARGS` in `nproc` processes; the environment (DUALAT_CACHE of conftest,
+def torchrun(*args, verb: str = "train", nproc: int = 2) -> subprocess.CompletedProcess:
+    """`dualat VERB ARGS` in `nproc` processes; the environment (DUALAT_CACHE of conftest,
     PYTHONPATH) is passed on; --standalone picks a free port."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "dualat", "train", *map(str, args), "--quiet"]
+           "-m", "dualat", verb, *map(str, args), "--quiet"]
     p = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     return p
@@ -105,6 +108,26 @@ def test_resume_under_ddp_continues_bit_exactly(ddp_run, tmp_path):
         assert torch.equal(v, b["ema"]["model"][k]), k
     for ra, rb in zip(a["ranks"], b["ranks"]):
         assert torch.equal(ra["generators"]["seeds"], rb["generators"]["seeds"])
+
+
+def test_sampling_shares_batches_and_gives_the_one_process_samples(ddp_run, tmp_path):
+    """Five batches of 4 go round-robin to two processes; every process draws every batch's seeds,
+    so the samples are those of one process (up to float rounding: at most 1/255 per pixel).
+    `--number`, not `--n`: torchrun's own parser takes `--n` for an abbreviation of its options."""
+    args = ["--number", 20, "--batch-size", 4, "--trajectory", 2, "--png", "--device", "cpu"]
+    p = torchrun(ddp_run, *args, "--out", tmp_path / "two", verb="sample")
+    assert p.stdout.count("20 samples") == 1
+    one = sample_to_dir(ddp_run, tmp_path / "one", n=20, batch_size=4, trajectory=2, png=True, device="cpu",
+                        show_progress=False)
+    a, b = np.load(tmp_path / "two" / "samples.npz"), np.load(tmp_path / "one" / "samples.npz")
+    assert np.array_equal(a["y"], b["y"]) and np.abs(a["x"].astype(int) - b["x"]).max() <= 1
+    assert len(list((tmp_path / "two" / "png").glob("*.png"))) == 20
+    # the trajectory's 10 rows come from batches of both processes
+    ta, tb = (np.asarray(Image.open(tmp_path / d / "trajectory.png"), dtype=int) for d in ("two", "one"))
+    assert ta.shape == tb.shape and np.abs(ta - tb).max() <= 1
+    record = json.loads((tmp_path / "two" / "sample.json").read_text())
+    assert record["processes"] == 2
+    assert record["mean_logsumexp_samples"] == pytest.approx(one["mean_logsumexp_samples"], rel=1e-4)
 
 
 def test_resume_with_another_number_of_processes_is_refused(ddp_run):

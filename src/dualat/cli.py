@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--generative", action="store_true", help="FD, IS-style score, precision/recall/density/coverage")
     v.add_argument("--ood", action="store_true", help="OOD detection AUROC (logsumexp, max softmax), clean/adversarial")
     v.add_argument("--calibration", action="store_true", help="expected calibration error + reliability diagram")
-    v.add_argument("--n", type=int, default=None, help="test images for accuracy/OOD/calibration (default: all; "
+    v.add_argument("--n", "--n-test", dest="n", type=int, default=None,
+                   help="test images for accuracy/OOD/calibration (under torchrun write --n-test) (default: all; "
                    "AutoAttack: 1000)")
     v.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     v.add_argument("--norm", choices=["L2", "Linf"], default=None, help="only this norm (default: both)")
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate images: ascend f_y (or logsumexp) from held-out seeds")
     s.add_argument("source", help="run directory or checkpoint file")
-    s.add_argument("--n", type=int, default=100, help="number of samples (default 100; streamed in batches)")
+    s.add_argument("--n", "--number", dest="n", type=int, default=100,
+                   help="number of samples (default 100; streamed in batches; under torchrun write --number)")
     s.add_argument("--classes", nargs="+", default=None,
                    help="classes to cycle through, e.g. 1 3 5 or 1,3,5 (default all)")
     s.add_argument("--steps", type=int, default=None, help="PGD steps (default: the run's final curriculum T)")
@@ -181,7 +183,8 @@ def _sample(args) -> int:
                            unconditional=args.unconditional, seed=args.seed, checkpoint=args.checkpoint,
                            batch_size=args.batch_size, png=args.png, trajectory=args.trajectory,
                            device=_device(args.device), show_progress=not args.quiet, command=sys.argv)
-    print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
     return 0
 
 

@@ -35,7 +35,7 @@ class GenerationProbe:
 
     def __call__(self, model, steps: int, step_size: float, unconditional: bool = False, autocast=None,
                  dist=None) -> dict:
-        """dist (train.distributed.Dist, under torchrun): each process generates its share of the
+        """dist (dualat.distributed.Dist, under torchrun): each process generates its share of the
         samples and the features are gathered; `samples` / `labels` are then this process's share."""
         part = dist.shard(len(self.labels)) if dist is not None else slice(None)
         labels = self.labels[part]

@@ -9,7 +9,7 @@ from ..data.transforms import make_transform
 from ..evaluate import clean_accuracy, pgd_accuracy
 from ..models import freeze_batchnorm
 from .common import EMA, Curriculum, check_finite, generator, learning_rate, make_optimizer, seed_everything, set_lr, set_rng_state
-from .distributed import sharded_accuracy
+from ..distributed import sharded_accuracy
 from .log import Averager, progress
 from .steps import dat_step
 

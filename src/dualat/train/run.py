@@ -17,7 +17,7 @@ from ..errors import DualatError
 from ..evaluate import GenerationProbe, reference_stats
 from ..images import class_grid, save_png
 from ..models import create_model
-from . import distributed
+from .. import distributed
 from .common import Diverged, autocast_factory, parameters_finite, resolve_device, rng_state, seed_everything
 from .dat import run_stage2
 from .evalnet import Features, load_evalnet
@@ -173,14 +173,8 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
         run_dir = Path(out) if out else default_run_dir(cfg)
         state = None
     distributed.check_config(cfg, dist.world_size)
-    distributed.start(dist, cfg.device, cfg.distributed.timeout_min)
-    try:
-        run_dir = _train(cfg, run_dir, state, resume is None, list(overrides), show_progress, dist)
-    except BaseException:
-        dist.close(clean=False)  # never wait for processes that may not come
-        raise
-    dist.close()
-    return run_dir
+    with distributed.session(dist, cfg.device, cfg.distributed.timeout_min):
+        return _train(cfg, run_dir, state, resume is None, list(overrides), show_progress, dist)
 
 
 def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, overrides: list, show_progress: bool,

@@ -8,7 +8,7 @@ from ..data import BatchStream
 from ..data.transforms import make_transform
 from ..evaluate import clean_accuracy, pgd_accuracy
 from .common import Diverged, check_finite, generator, learning_rate, set_rng_state, make_optimizer, set_lr
-from .distributed import sharded_accuracy
+from ..distributed import sharded_accuracy
 from .log import Averager, progress
 from .steps import adversarial_step
 

@@ -13,6 +13,7 @@ is seeded per rank; logged numbers are means over all processes; rank 0 alone wr
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import hashlib
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
-from ..data.stream import _mix
-from ..errors import DualatError
+from .data.stream import _mix
+from .errors import DualatError
 
 
 class Dist:
@@ -97,6 +98,14 @@ class Dist:
             return [obj]
         out = [None] * self.world_size
         tdist.all_gather_object(out, obj)
+        return out
+
+    def gather_to_main(self, obj) -> list | None:
+        """[obj of rank 0, obj of rank 1, ...] on rank 0, None elsewhere (pickled)."""
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size if self.is_main else None
+        tdist.gather_object(obj, out, dst=0)
         return out
 
     def gather_arrays(self, a: np.ndarray) -> np.ndarray:
@@ -199,6 +208,19 @@ def start(d: Dist, device_name: str, timeout_min: float) -> Dist:
     tdist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=timeout_min))
     d.owns_group = True
     return d
+
+
+@contextlib.contextmanager
+def session(d: Dist, device_name: str, timeout_min: float = 30.0):
+    """`d` started (see start()) for the duration of a verb, and closed after it: cleanly when
+    every process got through, without waiting for the others after an error."""
+    start(d, device_name, timeout_min)
+    try:
+        yield d
+    except BaseException:
+        d.close(clean=False)
+        raise
+    d.close()
 
 
 def parameter_digest(model: torch.nn.Module) -> str:
