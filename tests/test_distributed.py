@@ -15,6 +15,7 @@ from dualat.checkpoint import safe_load
 from dualat.data import load_dataset
 from dualat.errors import DualatError
 from dualat.evaluate import clean_accuracy, pgd_accuracy
+from dualat.evaluate.run import evaluate
 from dualat.loading import load_model
 from dualat.sample import sample_to_dir
 from dualat.train import train
@@ -128,6 +129,23 @@ def test_sampling_shares_batches_and_gives_the_one_process_samples(ddp_run, tmp_
     record = json.loads((tmp_path / "two" / "sample.json").read_text())
     assert record["processes"] == 2
     assert record["mean_logsumexp_samples"] == pytest.approx(one["mean_logsumexp_samples"], rel=1e-4)
+
+
+def test_eval_shares_accuracy_autoattack_and_sampling(ddp_run, tmp_path):
+    """`dualat eval` in two processes gives one process's numbers: the shared parts (clean, PGD and
+    AutoAttack accuracy; sample generation) are per-image computations, the rest runs alike."""
+    args = ["--robust", "--generative", "--n-test", 60, "--norm", "L2", "--pgd-steps", 3, "--autoattack",
+            "--aa-version", "custom", "--aa-iters", 2, "--n-samples", 40, "--device", "cpu"]
+    torchrun(ddp_run, *args, "--out", tmp_path / "two", verb="eval")
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    one = evaluate(ddp_run, robust=True, generative=True, ood=False, calibrate=False, n=60, norm="L2", pgd_steps=3,
+                   autoattack=True, aa_version="custom", aa_n_iter=2, n_samples=40, device="cpu",
+                   show_progress=False)
+    assert two["processes"] == 2 and one["processes"] == 1
+    for key in ("clean_acc", "pgd_L2_acc", "autoattack_L2_acc", "class_agreement"):
+        assert two[key] == pytest.approx(one[key], abs=1 / 60 + 1e-9), key
+    assert two["fd"] == pytest.approx(one["fd"], rel=1e-3)
+    assert (tmp_path / "two" / "samples.npz").is_file()
 
 
 def test_resume_with_another_number_of_processes_is_refused(ddp_run):
