@@ -168,3 +168,11 @@ def test_global_batch_must_divide_over_the_processes(monkeypatch, tmp_path):
         train("digits", TINY_DIGITS + ["device=cpu", "distributed.sync_bn=true"], out=tmp_path / "r",
               show_progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_one_process_verbs_refuse_torchrun(monkeypatch, capsys):
+    from dualat.cli import main
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["explain", "runs/none", "--images", "0"]) == 2
+    assert "launch it without torchrun" in capsys.readouterr().err
