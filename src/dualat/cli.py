@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import DualatError
@@ -57,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--generative", action="store_true", help="FD, IS-style score, precision/recall/density/coverage")
     v.add_argument("--ood", action="store_true", help="OOD detection AUROC (logsumexp, max softmax), clean/adversarial")
     v.add_argument("--calibration", action="store_true", help="expected calibration error + reliability diagram")
-    v.add_argument("--n", type=int, default=None, help="test images for accuracy/OOD/calibration (default: all; "
-                   "AutoAttack: 1000)")
+    v.add_argument("--n", "--n-test", dest="n", type=int, default=None,
+                   help="test images for accuracy/OOD/calibration (default: all; AutoAttack: 1000; "
+                   "under torchrun write --n-test)")
     v.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     v.add_argument("--norm", choices=["L2", "Linf"], default=None, help="only this norm (default: both)")
     v.add_argument("--eps", default=None, help="budget of --norm (or of the run's norm)")
@@ -94,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate images: ascend f_y (or logsumexp) from held-out seeds")
     s.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
-    s.add_argument("--n", type=int, default=100, help="number of samples (default 100; streamed in batches)")
+    s.add_argument("--n", "--number", dest="n", type=int, default=100,
+                   help="number of samples (default 100; streamed in batches; under torchrun write --number)")
     s.add_argument("--classes", nargs="+", default=None,
                    help="classes to cycle through, e.g. 1 3 5 or 1,3,5 (default all)")
     s.add_argument("--steps", type=int, default=None, help="PGD steps (default: the run's final curriculum T)")
@@ -151,9 +154,10 @@ def _eval(args) -> int:
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
                       out=out, device=args.device, show_progress=not args.quiet)
-    print(format_table(result))
-    if out:
-        print(f"written: {Path(out) / 'metrics.json'}")
+    if _reports():
+        print(format_table(result))
+        if out:
+            print(f"written: {Path(out) / 'metrics.json'}")
     return 0
 
 
@@ -170,11 +174,25 @@ def _train(args) -> int:
     elif not config:
         raise DualatError("give a config: `dualat train fashion_mnist` (a preset) or `dualat train my.yaml`")
     run_dir = train(config, overrides, out=args.out, resume=args.resume, show_progress=not args.quiet)
-    print(f"run directory: {run_dir}")
+    if _reports():
+        print(f"run directory: {run_dir}")
     return 0
 
 
+def _reports() -> bool:
+    """Under torchrun, rank 0 alone prints results."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _one_process(verb: str) -> None:
+    from .distributed import from_env
+    if from_env().enabled:
+        raise DualatError(f"dualat {verb} runs in one process; launch it without torchrun "
+                          "(train, eval and sample use several)")
+
+
 def _train_evalnet(args) -> int:
+    _one_process("train-evalnet")
     from .config import load_config
     from .train import train_evalnet
     cfg = load_config(args.config, args.overrides)
@@ -205,11 +223,13 @@ def _sample(args) -> int:
                            unconditional=args.unconditional, seed=args.seed, checkpoint=args.checkpoint,
                            batch_size=args.batch_size, png=args.png, trajectory=args.trajectory,
                            device=_device(args.device), show_progress=not args.quiet, command=sys.argv)
-    print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
+    if _reports():
+        print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
     return 0
 
 
 def _explain(args) -> int:
+    _one_process("explain")
     from .explain import explain_to_dir
     record = explain_to_dir(args.source, args.images, target=args.target,
                             radii=_numbers(args.radii, float, "--radii"), steps=args.steps, n=args.n,

@@ -134,6 +134,13 @@ class LogConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Multi-process training under torchrun (README "Multi-GPU and multi-node"); ignored in one process."""
+    sync_bn: bool = False        # SyncBatchNorm for active BatchNorm (stage 1); CUDA only
+    timeout_min: float = 30.0    # how long a process waits for the others (e.g. while rank 0 trains the evalnet)
+
+
+@dataclass
 class Config:
     name: str = "run"
     method: str = "dat"        # dat | jem (the SGLD baseline) | plain (non-robust classifier, stage-1 loop)
@@ -148,6 +155,7 @@ class Config:
     jem: JEMConfig = field(default_factory=JEMConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 # --------------------------------------------------------------------------- building
@@ -414,3 +422,4 @@ def validate(cfg: Config) -> None:
     _check(ev.evalnet_iterations >= 1, "eval.evalnet_iterations", "must be >= 1")
     _check(cfg.log.every >= 1, "log.every", "must be >= 1")
     _check(cfg.log.checkpoint_every >= 1, "log.checkpoint_every", "must be >= 1")
+    _check(cfg.distributed.timeout_min > 0, "distributed.timeout_min", "must be positive")

@@ -32,7 +32,8 @@ def balanced_labels(n: int, num_classes: int, classes: list[int] | None = None) 
 
 def generate_batches(model, seeds, labels: torch.Tensor | None, steps: int, step_size: float,
                      unconditional: bool = False, batch_size: int = 256, generator: torch.Generator | None = None,
-                     device=None, step_callback=None, autocast=None, n: int | None = None):
+                     device=None, step_callback=None, autocast=None, n: int | None = None,
+                     share: tuple[int, int] = (0, 1)):
     """Yield (start, x0, x) per batch: seeds x0 and samples x, both (b, ...) in [0, 1] on the CPU.
 
     seeds: a seed source (`.sample(b, y, generator)`) or a tensor of seed images (n, ...);
@@ -41,15 +42,21 @@ def generate_batches(model, seeds, labels: torch.Tensor | None, steps: int, step
     step_callback(start, i, x) sees the seeds (i = 0) and every iterate (i = 1..steps) of the
     batch starting at sample `start`. Seeds are drawn batch by batch from `generator`, so the
     result is a function of (generator seed, batch_size). The model is used in eval mode.
+    share = (rank, world_size): only batches rank, rank + world_size, ... are generated and
+    yielded (one process of several); seeds are still drawn for every batch, so each sample is
+    the same whatever the number of processes.
     """
+    rank, world = share
     if n is None:
         n = labels.shape[0] if labels is not None else seeds.shape[0]
     device = device or next(model.parameters()).device
     with eval_mode(model):
-        for start in range(0, n, batch_size):
+        for k, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             y = labels[start:stop] if labels is not None else None
             x0 = seeds[start:stop] if torch.is_tensor(seeds) else seeds.sample(stop - start, y, generator)
+            if k % world != rank:
+                continue
             cb = None
             if step_callback is not None:
                 step_callback(start, 0, x0)
@@ -145,10 +152,11 @@ def _check_classes(classes, k: int) -> list[int] | None:
 
 
 def _stream(model, k, seeds, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-            show_progress, on_batch):
+            show_progress, on_batch, share=(0, 1)):
     """Run generation; on_batch(start, x0, x, y) sees each batch (y: the class conditioned on,
-    or the model's prediction when unconditional). With `trajectory` = K returns (strip
-    (rows, cols, C, H, W) of the first rows samples at steps 0, K, 2K, ..., final; those steps), else None."""
+    or the model's prediction when unconditional). With `trajectory` = K returns (parts, steps):
+    parts {step: [(start, x)]} of the first rows samples at steps 0, K, 2K, ..., final (see
+    _strip), else None. share = (rank, world_size): this process's batches only."""
     from tqdm.auto import tqdm
     if torch.is_tensor(seeds) and seeds.shape[0] < n:
         raise DualatError(f"{seeds.shape[0]} seed images given for {n} samples")
@@ -162,13 +170,14 @@ def _stream(model, k, seeds, n, classes, steps, step_size, unconditional, seed, 
 
     def record(start, i, x):  # only the first `rows` samples, only the kept steps
         if i in keep and start < rows:
-            traj.setdefault(i, []).append(x[: rows - start].detach().float().cpu())
+            traj.setdefault(i, []).append((start, x[: rows - start].detach().float().cpu()))
 
     device = next(model.parameters()).device
     # unconditional samples still take balanced labels: gaussian seeds then cover every class
     batches = generate_batches(model, seeds, labels, steps, step_size, unconditional, batch_size, gen, device,
-                               record if keep else None)
-    with tqdm(total=n, desc="sampling", unit="img", disable=not show_progress, dynamic_ncols=True) as bar:
+                               record if keep else None, share=share)
+    total = sum(min(batch_size, n - s) for s in range(share[0] * batch_size, n, share[1] * batch_size))
+    with tqdm(total=total, desc="sampling", unit="img", disable=not show_progress, dynamic_ncols=True) as bar:
         for start, x0, x in batches:
             y = labels[start:start + x.shape[0]]
             if unconditional:
@@ -176,9 +185,16 @@ def _stream(model, k, seeds, n, classes, steps, step_size, unconditional, seed, 
                     y = model(x.to(device)).argmax(1).cpu()
             on_batch(start, x0, x, y)
             bar.update(x.shape[0])
-    if not keep:
-        return None
-    return torch.stack([torch.cat(traj[i])[:rows] for i in keep], dim=1), keep
+    return (traj, keep) if keep else None
+
+
+def _strip(parts: list[dict], keep: list[int]) -> torch.Tensor:
+    """(rows, len(keep), ...) trajectory strip from the {step: [(start, x)]} of one or more processes."""
+    rows = []
+    for i in keep:
+        pieces = sorted((p for part in parts for p in part.get(i, [])), key=lambda p: p[0])
+        rows.append(torch.cat([x for _, x in pieces])[:TRAJECTORY_ROWS])
+    return torch.stack(rows, dim=1)
 
 
 def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, step_size: float | None = None,
@@ -226,25 +242,41 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
     (rows = the first 10 samples, columns = steps 0, K, 2K, ..., final) and sample.json (every
     setting). Only uint8 copies of the samples are kept, so memory is n x C x H x W bytes.
     Returns the sample.json record.
+
+    Under torchrun the batches are shared round-robin between the processes (each sample is the
+    one a single process makes: every process draws every batch's seeds) and gathered; rank 0
+    writes the files (each process its own png/ files).
     """
+    from .distributed import from_env, session
+    _check_counts(n, batch_size, trajectory)
+    with session(from_env(), device or "cpu") as dist:
+        return _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint,
+                              batch_size, png, trajectory, dist.device if dist.enabled else device, show_progress,
+                              command, dist)
+
+
+def _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint, batch_size,
+                   png, trajectory, device, show_progress, command, dist) -> dict:
     from . import __version__
     from .images import class_grid, grid, save_png
-    _check_counts(n, batch_size, trajectory)
     model, cfg, info, shape, k, steps, step_size, src = _settings(source, checkpoint, steps, step_size, seeds,
                                                                   None, device)
     classes = _check_classes(classes, k)
     image = len(shape) == 3
     if not image and (png or trajectory):
         raise DualatError(f"{cfg.data.name} items are points of shape {shape}, not images: drop --png / --trajectory")
-    out = Path(out) if out is not None else default_out(source, checkpoint)
-    out.mkdir(parents=True, exist_ok=True)
+    out = dist.broadcast(Path(out) if out is not None else default_out(source, checkpoint))
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     # images are kept as the uint8 the PNGs hold; points (toy2d) as float32
     x8 = np.zeros((n, *shape), dtype=np.uint8 if image else np.float32)
     y_all = np.zeros(n, dtype=np.int64)
     e_seed, e_sample = [], []  # per-batch sums of logsumexp, to report that sampling lowered the energy
+    written = []  # (start, stop) of this process's batches
 
     def on_batch(start, x0, x, y):
         stop = start + x.shape[0]
+        written.append((start, stop))
         x8[start:stop] = x.clamp(0, 1).mul(255).round().to(torch.uint8).numpy() if image else x.numpy()
         y_all[start:stop] = y.numpy()
         with torch.no_grad(), eval_mode(model):
@@ -256,7 +288,14 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
                 save_png(grid(x[i:i + 1], nrow=1, pad=0), out / "png" / f"{start + i:06d}_y{int(y[i])}.png")
 
     traj = _stream(model, k, src, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-                   show_progress, on_batch)
+                   show_progress and dist.is_main, on_batch, share=(dist.rank, dist.world_size))
+    parts = dist.gather_to_main({"chunks": [(a, x8[a:b], y_all[a:b]) for a, b in written],
+                                 "e_seed": sum(e_seed), "e_sample": sum(e_sample), "traj": traj[0] if traj else {}})
+    if not dist.is_main:
+        return dist.broadcast(None)
+    for part in parts[1:]:
+        for a, xs, ys in part["chunks"]:
+            x8[a:a + len(ys)], y_all[a:a + len(ys)] = xs, ys
     np.savez_compressed(out / "samples.npz", x=x8, y=y_all)
     files = ["samples.npz", "sample.json"] + (["grid.png"] if image else []) + (["png/"] if png else [])
     scale = max(1, round(64 / shape[-1]))  # about 64 pixels per image, so 8x8 digits stay visible
@@ -264,7 +303,7 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
         x_all = torch.from_numpy(x8).float() / 255
         save_png(class_grid(x_all, torch.from_numpy(y_all), k, per_class=10, scale=scale), out / "grid.png")
     if traj is not None:
-        strip, kept = traj
+        strip = _strip([part["traj"] for part in parts], traj[1])
         save_png(grid(strip.flatten(0, 1), nrow=strip.shape[1], scale=scale), out / "trajectory.png")
         files.append("trajectory.png")
     record = {
@@ -276,14 +315,16 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
         "seed_split": "test", "seed": seed, "batch_size": batch_size,
         "checkpoint": info, "dataset": cfg.data.name if cfg is not None else None,
         "trajectory_every": trajectory, "trajectory_steps": traj[1] if traj is not None else None,
-        "mean_logsumexp_seeds": sum(e_seed) / n, "mean_logsumexp_samples": sum(e_sample) / n,
+        "mean_logsumexp_seeds": sum(p["e_seed"] for p in parts) / n,
+        "mean_logsumexp_samples": sum(p["e_sample"] for p in parts) / n,
         "npz_format": ("x uint8 (N, C, H, W) = round(255 * sample)" if image else f"x float32 (N, {shape[0]})")
         + ", y int64 (N,)",
         "torch": torch.__version__, "dualat": __version__, "command": command if command is not None else sys.argv,
         "time": datetime.datetime.now().isoformat(timespec="seconds"), "out": str(out), "files": files,
+        "processes": dist.world_size,
     }
     (out / "sample.json").write_text(json.dumps(record, indent=1))
-    return record
+    return dist.broadcast(record)
 
 
 __all__ = ["balanced_labels", "generate", "generate_batches", "sample", "sample_to_dir"]

@@ -56,14 +56,15 @@ def _make(model, norm, eps, version, attacks, n_iter, num_classes, seed, device)
 
 def autoattack_accuracy(model, dataset, n: int | None = 1000, norm: str = "L2", eps: float = 0.5,
                         version: str = "standard", attacks: list[str] | None = None, n_iter: int | None = None,
-                        batch_size: int = 250, seed: int = 0, show_progress: bool = True) -> dict:
+                        batch_size: int = 250, seed: int = 0, show_progress: bool = True, dist=None) -> dict:
     """AutoAttack on the first n test images (None = all).
 
     version: standard (APGD-CE, APGD-T, FAB-T, Square; the reported protocol), rand (APGD-CE and
     APGD-DLR with 20-sample EOT, for randomised defences) or custom with `attacks` (default
     ['apgd-ce']). n_iter overrides the iterations of APGD / APGD-T / FAB (non-standard).
     Returns dict(clean_acc, robust_acc, n, max_perturbation, attacks, protocol); the robust
-    accuracy is re-measured on the returned adversarial images.
+    accuracy is re-measured on the returned adversarial images. dist (dualat.distributed.Dist,
+    under torchrun): the chunks are shared round-robin between the processes and the counts summed.
     """
     if norm not in ("L2", "Linf"):
         raise DualatError(f"AutoAttack here runs L2 or Linf, got {norm!r}")
@@ -72,9 +73,13 @@ def autoattack_accuracy(model, dataset, n: int | None = 1000, norm: str = "L2", 
     aa, used = _make(model, norm, eps, version, attacks, n_iter, dataset.num_classes, seed, device)
     clean = robust = 0
     max_pert = 0.0
-    bar = progress(n, 0, f"AutoAttack {norm} eps={eps:.4g}", show_progress)
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    mine = sum(min(batch_size, n - s) for s in range(rank * batch_size, n, world * batch_size))
+    bar = progress(mine, 0, f"AutoAttack {norm} eps={eps:.4g}", show_progress)
     with eval_mode(model), input_grad_only(model):
-        for start in range(0, n, batch_size):
+        for k, start in enumerate(range(0, n, batch_size)):
+            if k % world != rank:
+                continue
             x, y = dataset.batch(torch.arange(start, min(start + batch_size, n)))
             x, y = x.to(device), y.to(device)
             x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size)
@@ -86,6 +91,9 @@ def autoattack_accuracy(model, dataset, n: int | None = 1000, norm: str = "L2", 
             max_pert = max(max_pert, float(size.max()))
             bar.update(len(y))
     bar.close()
+    if dist is not None:
+        clean, robust = round(dist.sum(clean)), round(dist.sum(robust))
+        max_pert = max(dist.gather_objects(max_pert))
     iters = "" if n_iter is None else f", n_iter={n_iter} (NON-standard)"
     protocol = (f"AutoAttack ({version}: {', '.join(used)}{iters}), {norm} eps={eps:.6g}, first {n} test images, "
                 f"seed {seed}, model in eval mode on [0,1] inputs")

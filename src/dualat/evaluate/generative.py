@@ -33,25 +33,35 @@ class GenerationProbe:
         g = torch.Generator().manual_seed(seed)
         self.seeds = seed_source.sample(n, self.labels, g)
 
-    def __call__(self, model, steps: int, step_size: float, unconditional: bool = False, autocast=None) -> dict:
-        x = generate(model, self.seeds, self.labels, steps, step_size, unconditional=unconditional,
+    def __call__(self, model, steps: int, step_size: float, unconditional: bool = False, autocast=None,
+                 dist=None) -> dict:
+        """dist (dualat.distributed.Dist, under torchrun): each process generates its share of the
+        samples and the features are gathered; `samples` / `labels` are then this process's share."""
+        part = dist.shard(len(self.labels)) if dist is not None else slice(None)
+        labels = self.labels[part]
+        x = generate(model, self.seeds[part], labels, steps, step_size, unconditional=unconditional,
                      autocast=autocast)
         feats, preds = self.features_fn(x)
+        if dist is not None:
+            feats, preds = dist.gather_arrays(feats), dist.gather_arrays(preds)
         mu, sigma = gaussian_stats(feats)
         return {"fd": frechet_distance(mu, sigma, *self.ref),
                 "class_agreement": float((preds == self.labels.numpy()).mean()),
-                "samples": x}
+                "samples": x, "labels": labels}
 
 
-def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress):
-    """Yield (labels, seeds, samples) chunk by chunk; seeds come from one generator seeded `seed`,
-    so the whole sequence is deterministic and memory stays bounded by one chunk."""
+def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress, share=(0, 1)):
+    """Yield (start, labels, seeds, samples) chunk by chunk; seeds come from one generator seeded
+    `seed`, so the whole sequence is deterministic and memory stays bounded by one chunk.
+    share = (rank, world_size): only this process's chunks (see sample.generate_batches)."""
     from ..train.log import progress
     g = torch.Generator().manual_seed(seed)
-    bar = progress(len(labels), 0, f"sampling ({steps} steps)", show_progress)
+    n = len(labels)
+    total = sum(min(batch_size, n - s) for s in range(share[0] * batch_size, n, share[1] * batch_size))
+    bar = progress(total, 0, f"sampling ({steps} steps)", show_progress)
     for start, x0, x in generate_batches(model, seed_source, labels, steps, step_size, batch_size=batch_size,
-                                         generator=g):
-        yield labels[start:start + x.shape[0]], x0, x
+                                         generator=g, share=share):
+        yield start, labels[start:start + x.shape[0]], x0, x
         bar.update(x.shape[0])
     bar.close()
 
@@ -61,35 +71,42 @@ def draw_samples(model, seed_source, labels: torch.Tensor, steps: int, step_size
     """(samples, seeds), both (n, ...) float in [0, 1] on the CPU: class-conditional generation
     (ascent on f_y, eval mode) from seeds of `seed_source`; labels (n,) int64 conditioning classes."""
     parts = list(_sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress))
-    return torch.cat([p[2] for p in parts]), torch.cat([p[1] for p in parts])
+    return torch.cat([p[3] for p in parts]), torch.cat([p[2] for p in parts])
 
 
 def sample_features(model, extractor, seed_source, labels: torch.Tensor, steps: int, step_size: float,
                     seed: int = 0, batch_size: int = 500, keep: int | None = None,
-                    show_progress: bool = False, chunks=None) -> dict:
+                    show_progress: bool = False, dist=None, sampled=None) -> dict:
     """Generate as draw_samples does, but pass each chunk straight through `extractor`.
 
-    chunks: another sampler's (labels, starts, samples) chunks to measure instead (JEM's SGLD
-    chains or replay buffer); then seed_source, steps, step_size and seed are not used.
+    sampled: another sampler's (start, labels, starts, samples) chunks to measure instead (JEM's
+    SGLD chains or replay buffer, computed whole on every process); then seed_source, steps,
+    step_size and seed are not used.
     Returns dict(feats (n, D), probs (n, K), seed_feats (n, D), samples uint8 (m, ...)) where the
     first m = min(n, keep) samples are kept (keep None = as many as fit in 512 MiB of uint8).
+    dist (dualat.distributed.Dist, under torchrun): the chunks are shared between the processes
+    and the features gathered on every process; `samples` only on rank 0 (None elsewhere).
     """
     per_image = int(np.prod(seed_source.shape))
     keep = min(len(labels), keep if keep is not None else max(100, (512 << 20) // per_image))
-    feats, probs, seed_feats, kept = [], [], [], []
-    n_kept = 0
-    if chunks is None:
-        chunks = _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress)
-    for y, x0, x in chunks:
+    share = (dist.rank, dist.world_size) if dist is not None and sampled is None else (0, 1)
+    if sampled is not None:
+        dist = None  # every process drew the same samples itself: nothing to gather
+    chunks, kept = [], []
+    if sampled is None:
+        sampled = _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress, share)
+    for start, y, x0, x in sampled:
         f, p = extractor(x)
-        feats.append(f)
-        probs.append(p)
-        seed_feats.append(extractor(x0)[0])
-        if n_kept < keep:
-            kept.append(x[:keep - n_kept].mul(255).round().to(torch.uint8))
-            n_kept += kept[-1].shape[0]
-    return {"feats": np.concatenate(feats), "probs": np.concatenate(probs), "seed_feats": np.concatenate(seed_feats),
-            "samples": torch.cat(kept)}
+        chunks.append((start, f, p, extractor(x0)[0]))
+        if start < keep:
+            kept.append((start, x[:keep - start].mul(255).round().to(torch.uint8)))
+    if dist is not None:
+        chunks = sorted((c for part in dist.gather_objects(chunks) for c in part), key=lambda c: c[0])
+        kept = dist.gather_to_main(kept)
+        kept = None if kept is None else sorted((c for part in kept for c in part), key=lambda c: c[0])
+    return {"feats": np.concatenate([c[1] for c in chunks]), "probs": np.concatenate([c[2] for c in chunks]),
+            "seed_feats": np.concatenate([c[3] for c in chunks]),
+            "samples": None if kept is None else torch.cat([x for _, x in kept])}
 
 
 def dataset_features(extractor, dataset, n: int | None = None, seed: int = 0, chunk: int = 2000,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data import load_dataset, make_seed_source
+from ..distributed import from_env, session, sharded_accuracy
 from ..errors import DualatError
 from ..images import class_grid, save_png
 from ..loading import load_model
@@ -42,7 +43,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
              ref_stats=None, ref_split: str = "train", n_ref: int | None = None, k: int = 5,
              is_splits: int = 10, n_ood: int = 2000, ood_eps: float | None = None, ood_steps: int = 20,
              ood_root=None, n_bins: int = 15, out=None, device=None, show_progress: bool = True,
-             sampler: str | None = None, n_autoattack: int | None = None) -> dict:
+             sampler: str | None = None, n_autoattack: int | None = None, dist=None) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
@@ -57,12 +58,20 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     the run's initial distribution, `steps` default jem.eval_sgld_steps, `step_size` default
     jem.sgld_step_size, noise jem.sgld_noise). The metrics name the sampler.
     OOD: n_ood images per OOD set, adversarial push of L2 radius ood_eps (default the L2 eps).
+    Under torchrun (or with `dist`, a dualat.distributed.Dist): clean / PGD / AutoAttack accuracy
+    and sample generation are shared between the processes and gathered; everything else runs on
+    every process alike; rank 0 writes `out`; every process returns the same dict.
     """
     if sampler is not None and sampler not in SAMPLERS:
         raise DualatError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if generative:  # argument mistakes surface before minutes of other families
         _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_weights, ref_split)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dist is None:  # torchrun's processes (or this one alone) for the duration of the evaluation
+        call = dict(locals())
+        with session(from_env(), device) as d:
+            return evaluate(**{**call, "dist": d, "device": d.device if d.enabled else device})
+    show_progress = show_progress and dist.is_main
     model, cfg, info = load_model(source, checkpoint, device=device)
     d = cfg.data
     kw = dict(root=d.root, image_size=d.image_size, channels=d.channels, num_classes=d.num_classes)
@@ -71,7 +80,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     weights = f"{info['checkpoint']} weights of {info['path']} (sha256 {info['sha256']})"
     result = {"checkpoint": info, "dataset": d.name, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
     out = Path(out) if out is not None else None
-    if out is not None:
+    if out is not None and dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     eps_by = default_eps(cfg)
     if eps is not None:
@@ -82,12 +91,13 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
         eps_by["Linf"] = parse_eps(eps_linf)
     if robust:
         norms = [norm] if norm else ["L2", "Linf"]
-        result["clean_acc"] = clean_accuracy(model, test_set, n_test, show_progress=show_progress)
+        result["clean_acc"] = sharded_accuracy(dist, clean_accuracy, model, test_set, n_test,
+                                               show_progress=show_progress)
         result["clean_protocol"] = f"first {n_test} of {len(test_set)} test images, {weights}, eval mode"
         for nm in norms:
             result[f"eps_{nm}"] = eps_by[nm]
-            result[f"pgd_{nm}_acc"] = pgd_accuracy(model, test_set, n_test, nm, eps_by[nm], pgd_steps, pgd_step_size,
-                                                   restarts, show_progress=show_progress)
+            result[f"pgd_{nm}_acc"] = sharded_accuracy(dist, pgd_accuracy, model, test_set, n_test, nm, eps_by[nm],
+                                                       pgd_steps, pgd_step_size, restarts, show_progress=show_progress)
         run_norm = cfg.stage2.attack.norm if cfg.stage2.attack.norm in norms else norms[0]
         result["robust_acc"] = result[f"pgd_{run_norm}_acc"]
         step = f"{pgd_step_size:g}" if pgd_step_size else "2.5*eps/steps"
@@ -102,7 +112,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
             protocols = []
             for nm in norms:
                 aa = autoattack_accuracy(model, test_set, n_aa, nm, eps_by[nm], aa_version, aa_attacks, aa_n_iter,
-                                         show_progress=show_progress)
+                                         show_progress=show_progress, dist=dist)
                 result[f"autoattack_{nm}_acc"] = aa["robust_acc"]
                 result[f"autoattack_{nm}_max_perturbation"] = aa["max_perturbation"]
                 result["autoattack_clean_acc"] = aa["clean_acc"]
@@ -112,7 +122,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     if generative and len(test_set.shape) == 3:
         g, samples, labels = _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size,
                                          extractor, inception_weights, ref_stats, ref_split, n_ref, k, is_splits,
-                                         device, out, show_progress, sampler)
+                                         device, out, show_progress, dist, sampler)
         result.update(g)
     elif generative:
         result["generative_skipped"] = f"{d.name} is not image data"
@@ -134,11 +144,12 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
                        "nll": c["nll"], "calibration_bins": c["bins"]})
         result["calibration_protocol"] = (f"expected calibration error of the max-softmax confidence, {n_bins} "
                                           f"equal-width bins, first {n_test} test images; {weights}")
-        if out is not None:
+        if out is not None and dist.is_main:
             reliability_diagram(c["bins"], out / "reliability.png",
                                 f"{d.name}: ECE {c['ece']:.4f}, accuracy {c['accuracy']:.4f}, n={n_test}")
             result["reliability_diagram"] = str(out / "reliability.png")
-    if out is not None:
+    result["processes"] = dist.world_size
+    if out is not None and dist.is_main:
         (out / "metrics.json").write_text(json.dumps(result, indent=1))
         if samples is not None:  # uint8, as many as evaluate kept (all of them for small images)
             save_png(class_grid(samples.float() / 255, labels, test_set.num_classes, scale=2), out / "samples.png")
@@ -160,15 +171,19 @@ def _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_
 
 
 def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size, extractor, inception_weights,
-                ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress, sampler=None):
+                ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress, dist, sampler=None):
     d = cfg.data
     sampler = sampler or ("buffer" if cfg.method == "jem" else "pgd")
     if sampler != "pgd" and cfg.method != "jem":
         raise DualatError(f"sampler {sampler} needs a JEM run (method=jem); this run was trained with {cfg.method}")
     train_set = load_dataset(d.name, "train", **kw)
     seeds = make_seed_source(d.seeds, tuple(test_set.shape), "test", train_set, d.seed_folder, cfg.seed)
+    if not dist.is_main:
+        dist.barrier()  # rank 0 trains and caches the evaluation network first, if needed
     ext = make_extractor(extractor, d, cfg.eval.evalnet, cfg.eval.evalnet_iterations, inception_weights, device,
                          show_progress)
+    if dist.is_main:
+        dist.barrier()
     ref_set, other_set = (train_set, test_set) if ref_split == "train" else (test_set, train_set)
     n_ref = n_ref or n_samples
     real, _ = dataset_features(ext, ref_set, n_ref, seed=cfg.seed, show_progress=show_progress,
@@ -185,7 +200,7 @@ def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_
     else:
         mu_r, sigma_r = gaussian_stats(real)
         ref_desc = f"{len(real)} {ref_split} images"
-        if out is not None:
+        if out is not None and dist.is_main:
             save_stats(out / f"ref_stats_{ext.name}_{ref_split}.npz", mu_r, sigma_r, extractor=ext.name,
                        split=ref_split, n=len(real), dataset=d.name)
     floor, _ = dataset_features(ext, other_set, min(n_ref, len(other_set)), seed=cfg.seed + 1,
@@ -203,7 +218,7 @@ def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_
                                            step_size, sample_seed, seen, show_progress)
     labels = balanced_labels(n_samples, test_set.num_classes)
     s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress,
-                        chunks=chunks)
+                        dist=dist, sampled=chunks)
     if seen:  # unconditional JEM samples: the label is the model's own prediction
         labels = torch.cat(seen)
     fake, fake_probs = s["feats"], s["probs"]
@@ -240,7 +255,8 @@ def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_
             f"images vs the reference; fd_seeds = the seeds / chain starts themselves"
             + (f"; {agree}" if ext.name == "evalnet" else "")),
     })
-    return res, s["samples"], labels[:len(s["samples"])]
+    kept = s["samples"]  # None on processes other than rank 0
+    return res, kept, None if kept is None else labels[:len(kept)]
 
 
 __all__ = ["evaluate", "format_table", "FAMILIES"]

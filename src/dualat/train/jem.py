@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_save, safe_load
+from ..checkpoint import safe_load
 from ..data import BatchStream, make_seed_source
 from ..data.transforms import make_transform
 from ..errors import DualatError
@@ -79,6 +79,9 @@ def run_jem(run, state: dict | None = None) -> dict:
     """Train (or resume) JEM on `run`; returns the summary of the last evaluation (and the
     divergence, if one happened)."""
     cfg, model, j = run.cfg, run.model, run.cfg.jem
+    if run.dist.enabled:
+        raise DualatError("method=jem trains in one process (its replay buffer is not sharded); "
+                          "launch it without torchrun")
     seed_everything(cfg.seed * 1000 + 30)
     if j.batchnorm == "frozen":
         freeze_batchnorm(model)
@@ -143,8 +146,8 @@ def run_jem(run, state: dict | None = None) -> dict:
     elapsed += time.time() - t0
     cpu += time.process_time() - c0
     if diverged is None and j.iterations > 0:
-        atomic_save(model.state_dict(), run.dir / "model.safetensors")
-        atomic_save({"images": buffer.images}, run.dir / "replay_buffer.safetensors")
+        run.write(model.state_dict(), "model.safetensors")
+        run.write({"images": buffer.images}, "replay_buffer.safetensors")
     rate = buffer.restarts / max(buffer.draws, 1)
     return {**last_eval, "method": "jem", "iterations_done": done if diverged is None else diverged["iteration"] - 1,
             "passes": (done if diverged is None else diverged["iteration"] - 1) * per_it,
@@ -212,7 +215,7 @@ def load_buffer(run_dir) -> torch.Tensor:
 
 def sampler_chunks(sampler: str, model, cfg, run_dir, train_set, n: int, steps: int, step_size: float, seed: int,
                    seen: list, show_progress: bool = False, batch_size: int = 500):
-    """(n actually drawn, iterator of (labels, starts, samples) chunks) for JEM's samplers:
+    """(n actually drawn, iterator of (offset, labels, starts, samples) chunks) for JEM's samplers:
     'buffer' (random images of the final replay buffer; n capped at its size) or 'sgld' (fresh
     chains). Labels are the model's predictions; each chunk's labels are also appended to `seen`."""
     j = cfg.jem
@@ -236,6 +239,6 @@ def sampler_chunks(sampler: str, model, cfg, run_dir, train_set, n: int, steps: 
             y = _labels(model, x, device)
             seen.append(y)
             bar.update(m)
-            yield y, x0, x
+            yield start, y, x0, x
         bar.close()
     return n, chunks()

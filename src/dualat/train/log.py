@@ -37,6 +37,16 @@ class MetricLog:
             self.writer.close()
 
 
+class NullLog:
+    """The log of processes other than rank 0 under torchrun: rank 0 alone writes metrics."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _clean(record: dict) -> dict:
     out = {}
     for k, v in record.items():

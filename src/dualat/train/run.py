@@ -17,20 +17,26 @@ from ..errors import DualatError
 from ..evaluate import GenerationProbe, reference_stats
 from ..images import class_grid, save_png
 from ..models import create_model
+from .. import distributed
 from .common import Diverged, autocast_factory, parameters_finite, resolve_device, rng_state, seed_everything
 from .dat import run_stage2
 from .jem import run_jem
 from .evalnet import Features, load_evalnet
-from .log import MetricLog
+from .log import MetricLog, NullLog
 from .stage1 import run_stage1
+
+PER_RANK = ("streams", "generators", "rng")  # checkpoint entries each process has its own of
 
 
 class Run:
-    """What a training run holds: config, run directory, device, data, model, log."""
+    """What a training run holds: config, run directory, device, data, model, log, and `dist`
+    (this process among the torchrun processes; rank 0 alone logs and writes files)."""
 
-    def __init__(self, cfg: Config, run_dir: Path, show_progress: bool = True):
-        self.cfg, self.dir, self.show_progress = cfg, run_dir, show_progress
-        self.device = resolve_device(cfg.device)
+    def __init__(self, cfg: Config, run_dir: Path, show_progress: bool = True,
+                 dist: distributed.Dist | None = None):
+        self.dist = dist or distributed.Dist()
+        self.cfg, self.dir, self.show_progress = cfg, run_dir, show_progress and self.dist.is_main
+        self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
         self.autocast = autocast_factory(self.device, cfg.amp)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -44,11 +50,24 @@ class Run:
         seed_everything(cfg.seed)
         self.model = create_model(cfg.model.name, num_classes=self.train_set.num_classes,
                                   in_channels=shape[0], image_size=shape[-1], mean=d.mean, std=d.std,
-                                  **cfg.model.kwargs).to(self.device)
+                                  **cfg.model.kwargs)
+        if self.dist.enabled and cfg.distributed.sync_bn:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model = self.model.to(self.device)
         self.memory_format = torch.channels_last if cfg.model.channels_last and len(shape) == 3 else None
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=self.memory_format)
-        self.log = MetricLog(run_dir, cfg.log.tensorboard)
+        self.log = MetricLog(run_dir, cfg.log.tensorboard) if self.dist.is_main else NullLog()
+
+    def trainer(self) -> torch.nn.Module:
+        """The module for training forward/backward passes: DDP-wrapped model under torchrun."""
+        return self.dist.wrap(self.model)
+
+    def own_state(self, state: dict) -> dict:
+        """A checkpoint with this process's own stream / generator / RNG states on top."""
+        if "ranks" not in state:
+            return state
+        return {**state, **{k: state["ranks"][self.dist.rank][k] for k in PER_RANK}}
 
     def to_device(self, *tensors):
         out = []
@@ -64,15 +83,41 @@ class Run:
             print(text, flush=True)
 
     def save_state(self, state: dict) -> None:
-        """Write last.pt atomically, refusing to write a model that holds NaN/inf."""
+        """Write last.pt atomically, refusing to write a model that holds NaN/inf.
+
+        Under torchrun every process calls this: the states of all processes (streams,
+        generators, RNG, a digest of the parameters, T) are gathered into `ranks` and rank 0
+        writes the file, which then holds what a resume needs on every process.
+        """
         if not parameters_finite(self.model):
             raise Diverged(state["stage"], state["iteration"], {"parameters": float("nan")})
         state["rng"] = rng_state()
+        if self.dist.enabled:
+            mine = {k: state[k] for k in PER_RANK}
+            mine.update(params_sha256=distributed.parameter_digest(self.model),
+                        T=state["curriculum"]["T"] if "curriculum" in state else None)
+            state["ranks"] = self.dist.gather_objects(mine)
+            state["world_size"] = self.dist.world_size
+            self._check_lockstep(state)
         state["config"] = to_dict(self.cfg)
-        atomic_save(state, self.dir / "last.pt")
+        self.write(state, "last.pt")
+
+    def _check_lockstep(self, state: dict) -> None:
+        """Log (rank 0) when processes no longer hold the same parameters or T; never expected."""
+        ranks = state["ranks"]
+        if len({(r["params_sha256"], r["T"]) for r in ranks}) > 1:
+            self.log.write({"event": "ranks_differ", "stage": state["stage"], "iteration": state["iteration"],
+                            "T": [r["T"] for r in ranks], "params_sha256": [r["params_sha256"] for r in ranks]})
+            self.say(f"warning: the {len(ranks)} processes hold different parameters or T at iteration "
+                     f"{state['iteration']} (see metrics.jsonl); please report this")
+
+    def write(self, obj, name: str) -> None:
+        """atomic_save into the run directory, by rank 0 alone."""
+        if self.dist.is_main:
+            atomic_save(obj, self.dir / name)
 
     def save_grid(self, x, labels, name: str) -> None:
-        if x.dim() == 4:
+        if x.dim() == 4 and self.dist.is_main:
             save_png(class_grid(x, labels, self.train_set.num_classes, scale=2), self.dir / "samples" / name)
 
     def generation_probe(self) -> GenerationProbe | None:
@@ -80,7 +125,11 @@ class Run:
         if len(self.train_set.shape) != 3:
             return None
         e = self.cfg.eval
+        if not self.dist.is_main:
+            self.dist.barrier()  # rank 0 trains and caches the evaluation network first, if needed
         net = load_evalnet(self.cfg.data, e.evalnet, e.evalnet_iterations, self.show_progress).to(self.device)
+        if self.dist.is_main:
+            self.dist.barrier()
         feats = Features(net)
         ref = reference_stats(feats, self.test_set)
         return GenerationProbe(feats, ref, self.seeds_test, self.train_set.num_classes, e.n_samples,
@@ -102,6 +151,7 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
     Raises DualatError for every user mistake and for a divergence (after keeping the last good
     checkpoint).
     """
+    dist = distributed.from_env()  # torchrun's processes; a single process when launched plainly
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
@@ -115,20 +165,40 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
             node[keys[-1]] = value
         cfg = from_dict(snapshot)
         state = safe_load(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else None
+        saved = state.get("world_size", 1) if state is not None else dist.world_size
+        if saved != dist.world_size:
+            raise DualatError(f"cannot resume {run_dir}: its last.pt was written by {saved} process(es), this launch "
+                              f"has {dist.world_size}; resume with {saved} in all (torchrun --nnodes x "
+                              f"--nproc_per_node = {saved}{', or no torchrun' if saved == 1 else ''})")
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         run_dir = Path(out) if out else default_run_dir(cfg)
-        if (run_dir / "config.yaml").exists() or (run_dir / "last.pt").exists():
-            raise DualatError(f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
-                              "or choose another --out")
         state = None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    run = Run(cfg, run_dir, show_progress)
+    distributed.check_config(cfg, dist.world_size)
+    with distributed.session(dist, cfg.device, cfg.distributed.timeout_min):
+        return _train(cfg, run_dir, state, resume is None, list(overrides), show_progress, dist)
+
+
+def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, overrides: list, show_progress: bool,
+           dist: distributed.Dist) -> Path:
+    if fresh:
+        run_dir = dist.broadcast(run_dir)  # the timestamped default differs between processes
+        problem = None
+        if dist.is_main and ((run_dir / "config.yaml").exists() or (run_dir / "last.pt").exists()):
+            problem = (f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
+                       "or choose another --out")
+        problem = dist.broadcast(problem)  # decided before rank 0 writes anything there
+        if problem:
+            raise DualatError(problem)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    dist.barrier()
+    run = Run(cfg, run_dir, show_progress, dist)
     run.log.write({"event": "start" if state is None else "resume", "stage": state and state["stage"],
-                   "iteration": state and state["iteration"], "overrides": list(overrides),
+                   "iteration": state and state["iteration"], "overrides": overrides,
                    "torch": torch.__version__, "python": platform.python_version(), "device": str(run.device),
-                   "threads": torch.get_num_threads()})
+                   "threads": torch.get_num_threads(), "world_size": dist.world_size})
     t0 = time.time()
     try:
         summary = _run_stages(run, state)
@@ -136,14 +206,16 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
         info = {"stage": exc.stage, "iteration": exc.iteration,
                 "values": {k: str(v) for k, v in exc.values.items()}}
         run.log.write({"event": "diverged", **info})
-        (run_dir / "diverged.json").write_text(json.dumps(info, indent=1))
+        if dist.is_main:
+            (run_dir / "diverged.json").write_text(json.dumps(info, indent=1))
         kept = "last.pt" if (run_dir / "last.pt").exists() else "no checkpoint yet"
         raise DualatError(f"{exc}; the last good checkpoint ({run_dir / kept}) was kept. Lower the learning rate "
                           f"(e.g. stage{exc.stage}.optim.lr=...) and continue with --resume {run_dir}") from None
     finally:
         run.log.close()
     summary["wall_s_this_session"] = round(time.time() - t0, 1)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if dist.is_main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)}})
     return run_dir
 

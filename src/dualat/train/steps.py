@@ -27,12 +27,16 @@ def contrastive_samples(model, seeds, y, steps: int, step_size: float, objective
                    autocast=autocast)
 
 
-def adversarial_step(model, opt, x, y, attack: AttackConfig, generator=None, autocast=None) -> dict:
-    """Madry adversarial training: cross-entropy on PGD examples only (no clean term)."""
+def adversarial_step(model, opt, x, y, attack: AttackConfig, generator=None, autocast=None, trainer=None) -> dict:
+    """Madry adversarial training: cross-entropy on PGD examples only (no clean term).
+
+    trainer: the module for the training forward (a DistributedDataParallel wrapper of `model`
+    under torchrun); PGD always runs on `model` itself.
+    """
     x_adv = adversarial_examples(model, x, y, attack, generator, autocast)
     model.train()
     with maybe(autocast):
-        logits = model(x_adv)
+        logits = (trainer or model)(x_adv)
     loss = F.cross_entropy(logits.float(), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -40,11 +44,12 @@ def adversarial_step(model, opt, x, y, attack: AttackConfig, generator=None, aut
     return {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
 
 
-def plain_step(model, opt, x, y, autocast=None) -> dict:
-    """Standard (non-robust) training: cross-entropy on clean images; the study's plain baseline."""
+def plain_step(model, opt, x, y, autocast=None, trainer=None) -> dict:
+    """Standard (non-robust) training: cross-entropy on clean images; the study's plain baseline.
+    trainer: the DistributedDataParallel wrapper of `model` under torchrun."""
     model.train()
     with maybe(autocast):
-        logits = model(x)
+        logits = (trainer or model)(x)
     loss = F.cross_entropy(logits.float(), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -52,12 +57,16 @@ def plain_step(model, opt, x, y, autocast=None) -> dict:
     return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item()}
 
 
-def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None, autocast=None) -> dict:
+def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None, autocast=None,
+             trainer=None, gather=None) -> dict:
     """One Dual Adversarial Training step (method.md section 2-3).
 
     real: (x (B,...), y (B,)) for the BCE; seeds: (B, ...) auxiliary images in [0, 1];
     at_batch: (x, y) strongly augmented, for adversarial CE. Contrastive samples take the real
     batch's labels. Returns floats: loss, bce, ce, adv_acc, auc, e_real, e_contrastive.
+    Under torchrun: trainer = the DistributedDataParallel wrapper of `model` for the training
+    forward (PGD runs on `model`); gather(t (2, B)) -> (2, world x B) collects every process's
+    scores, so the AUC (and with it the curriculum) is the global one on every process.
     """
     x_real, y_real = real
     x_at, y_at = at_batch
@@ -65,15 +74,16 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
     x_con = contrastive_samples(model, seeds, y_real, T, s2.step_size, s2.objective, autocast)
     x_adv = adversarial_examples(model, x_at, y_at, s2.attack, generator, autocast)
     model.train()
+    net = trainer or model
     with maybe(autocast):
         if is_batchnorm_frozen(model):
             # frozen BN makes every sample independent of its batch: one fused pass serves all three
-            logits = model(torch.cat([x_real, x_con, x_adv])).float()
+            logits = net(torch.cat([x_real, x_con, x_adv])).float()
             logits_gen, logits_adv = logits[: 2 * b], logits[2 * b:]
         else:
             # active BN (ablation): keep the batches' statistics apart, as the authors' code does
-            logits_gen = torch.cat([model(x_real), model(x_con)]).float()
-            logits_adv = model(x_adv).float()
+            logits_gen = torch.cat([net(x_real), net(x_con)]).float()
+            logits_adv = net(x_adv).float()
     s = torch.logsumexp(logits_gen, dim=1)
     target = torch.cat([torch.ones(b, device=s.device), torch.zeros(b, device=s.device)])
     bce = F.binary_cross_entropy_with_logits(s, target)
@@ -88,7 +98,10 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
             score = s.detach()
         else:
             score = logits_gen.detach().gather(1, torch.cat([y_real, y_real]).view(-1, 1)).squeeze(1)
-        auc = auroc(score[:b], score[b:])
+        pair = torch.stack([score[:b], score[b:]])
+        if gather is not None:
+            pair = gather(pair)
+        auc = auroc(pair[0], pair[1])
         s_cpu = s.detach().cpu()
     return {"loss": loss.item(), "bce": bce.item(), "ce": ce.item(),
             "adv_acc": (logits_adv.argmax(1) == y_at).float().mean().item(), "auc": auc,
