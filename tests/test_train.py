@@ -197,3 +197,17 @@ def test_gpu_presets_run_a_few_iterations_on_fake_data(preset, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stage2"]["T_final"] >= 1
     assert (run / "model_ema.safetensors").is_file()
+
+
+def test_resume_of_a_run_killed_after_its_last_checkpoint_reports_the_same_summary(digits_run, tmp_path):
+    """Killed after the final last.pt but before summary.json: resuming has nothing left to train
+    and must still report the final evaluation (kept in last.pt), not an empty one."""
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(digits_run, copy)
+    (copy / "summary.json").unlink()
+    train(None, resume=copy, show_progress=False)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (digits_run, copy))
+    for s in (a, b):
+        s.pop("run_dir"), s.pop("wall_s_this_session"), s["stage1"].pop("wall_s"), s["stage2"].pop("wall_s")
+    assert a == b and "fd" in b["stage2"]

@@ -297,7 +297,9 @@ def from_dict(values: dict) -> Config:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write the snapshot atomically (a kill mid-write leaves the previous file)."""
+    from .checkpoint import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 # --------------------------------------------------------------------------- validation

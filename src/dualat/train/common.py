@@ -139,6 +139,17 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
 
 
+@contextlib.contextmanager
+def isolated_rng():
+    """Run a block (evaluation, probe set-up) without moving the global RNGs training draws from,
+    so that where evaluations and checkpoints fall never changes the training trajectory."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoint import atomic_save, safe_load
+from ..checkpoint import atomic_save, atomic_write_text, safe_load
 from ..config import Config, from_dict, load_config, save_config, to_dict, parse_override
 from ..data import load_dataset, make_seed_source
 from ..errors import DualatError
@@ -104,15 +104,17 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise DualatError(f"cannot resume {run_dir}: no config.yaml there; give the run directory that `dualat train` wrote")
-        snapshot = yaml.safe_load((run_dir / "config.yaml").read_text())
+        snapshot = _read_snapshot(run_dir / "config.yaml")
         for text in overrides:
             keys, value = parse_override(text)
             node = snapshot
             for k in keys[:-1]:
-                node = node.setdefault(k, {})
+                if not isinstance(node.get(k), dict):
+                    node[k] = {}
+                node = node[k]
             node[keys[-1]] = value
         cfg = from_dict(snapshot)
-        state = safe_load(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else None
+        state = _read_state(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else None
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         run_dir = Path(out) if out else default_run_dir(cfg)
@@ -120,8 +122,12 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
             raise DualatError(f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out")
         state = None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    except OSError as exc:
+        raise DualatError(f"cannot write the run directory {run_dir} ({exc.strerror or exc}); "
+                          "choose a writable --out") from None
     run = Run(cfg, run_dir, show_progress)
     run.log.write({"event": "start" if state is None else "resume", "stage": state and state["stage"],
                    "iteration": state and state["iteration"], "overrides": list(overrides),
@@ -134,16 +140,34 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
         info = {"stage": exc.stage, "iteration": exc.iteration,
                 "values": {k: str(v) for k, v in exc.values.items()}}
         run.log.write({"event": "diverged", **info})
-        (run_dir / "diverged.json").write_text(json.dumps(info, indent=1))
+        atomic_write_text(run_dir / "diverged.json", json.dumps(info, indent=1))
         kept = "last.pt" if (run_dir / "last.pt").exists() else "no checkpoint yet"
         raise DualatError(f"{exc}; the last good checkpoint ({run_dir / kept}) was kept. Lower the learning rate "
                           f"(e.g. stage{exc.stage}.optim.lr=...) and continue with --resume {run_dir}") from None
     finally:
         run.log.close()
     summary["wall_s_this_session"] = round(time.time() - t0, 1)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)}})
     return run_dir
+
+
+def _read_snapshot(path: Path) -> dict:
+    try:
+        snapshot = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DualatError(f"cannot resume: {path} is not readable YAML ({first})") from None
+    if not isinstance(snapshot, dict):
+        raise DualatError(f"cannot resume: {path} does not hold a config mapping")
+    return snapshot
+
+
+def _read_state(path: Path) -> dict:
+    state = safe_load(path)
+    if not isinstance(state, dict) or state.get("stage") not in (1, 2) or "iteration" not in state:
+        raise DualatError(f"cannot resume: {path} is not a `dualat train` checkpoint (no stage/iteration)")
+    return state
 
 
 def _run_stages(run: Run, state: dict | None) -> dict:
