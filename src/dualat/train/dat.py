@@ -48,8 +48,10 @@ def run_stage2(run, state: dict | None = None) -> dict:
         start, elapsed = state["iteration"], state["elapsed"]
         last_eval = dict(state.get("last_eval", {}))
         set_rng_state(state["rng"])
-    with isolated_rng():  # building the probe (maybe training the evaluation network) draws no training randomness
-        probe = run.generation_probe()
+    probe = None
+    if start < s2.iterations:  # building the probe (maybe training the evaluation network) draws no training randomness
+        with isolated_rng():
+            probe = run.generation_probe()
     avg, t0 = Averager(), time.time()
     bar = progress(s2.iterations, start, "stage 2 (DAT)", run.show_progress)
     for it in range(start, s2.iterations):

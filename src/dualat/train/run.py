@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoint import atomic_save, atomic_write_text, safe_load
+from ..checkpoint import atomic_save, atomic_write_text, extract_state_dict, safe_load
 from ..config import Config, from_dict, load_config, save_config, to_dict, parse_override
 from ..data import load_dataset, make_seed_source
 from ..errors import DualatError
@@ -122,13 +122,15 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
             raise DualatError(f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out")
         state = None
+    if state is None and cfg.stage1.init:
+        extract_state_dict(safe_load(cfg.stage1.init))  # a bad weights file is refused before anything is written
+    run = Run(cfg, run_dir, show_progress)  # loads the data first: a data error leaves no half-made run directory
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     except OSError as exc:
         raise DualatError(f"cannot write the run directory {run_dir} ({exc.strerror or exc}); "
                           "choose a writable --out") from None
-    run = Run(cfg, run_dir, show_progress)
     run.log.write({"event": "start" if state is None else "resume", "stage": state and state["stage"],
                    "iteration": state and state["iteration"], "overrides": list(overrides),
                    "torch": torch.__version__, "python": platform.python_version(), "device": str(run.device),
