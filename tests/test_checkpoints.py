@@ -137,5 +137,6 @@ def test_pickled_objects_are_refused_with_the_fix(tmp_path, capsys):
     for path in (whole, evil):
         assert main(["train", "digits", f"stage1.init={path}", "--out", str(tmp_path / path.stem), "--quiet"]) == 2
         err_lines = capsys.readouterr().err.strip().splitlines()
-        assert len(err_lines) == 1 and err_lines[0].startswith("dualat: error: checkpoint") and "refused" in err_lines[0]
+        assert len(err_lines) == 1 and err_lines[0].startswith("dualat: error: config key stage1.init: checkpoint")
+        assert "refused" in err_lines[0] and not (tmp_path / path.stem).exists()
     assert not marker.exists()

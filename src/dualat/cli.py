@@ -204,6 +204,10 @@ def main(argv=None) -> int:
     except DualatError as exc:
         print(f"dualat: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system refused (permissions, a full disk, a name too long): not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"dualat: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("dualat: interrupted; a training run continues with `dualat train --resume RUN_DIR`", file=sys.stderr)
         return 130

@@ -38,7 +38,7 @@ def load_image(path: str | Path, channels: int) -> torch.Tensor:
     except DualatError:
         raise
     except Exception as e:  # PIL raises many types for damaged files
-        raise DualatError(f"cannot read image {path}: {type(e).__name__}: {e}. "
+        raise DualatError(f"cannot read image {path}: {type(e).__name__}: {' '.join(str(e).split())[:200]}. "
                           f"Delete or replace the file") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]

@@ -31,7 +31,7 @@ def _read_bytes(path: Path) -> bytes:
                 return f.read()
         return path.read_bytes()
     except (EOFError, OSError, zlib.error) as e:
-        raise DualatError(f"cannot read {path}: {type(e).__name__}: {e} (truncated or corrupt "
+        raise DualatError(f"cannot read {path}: {type(e).__name__}: {' '.join(str(e).split())[:200]} (truncated or corrupt "
                           f"download?); replace the file with a fresh copy") from None
 
 

@@ -41,9 +41,14 @@ class Run:
         self.seeds_train = make_seed_source(d.seeds, shape, "train", self.train_set, d.seed_folder, cfg.seed)
         self.seeds_test = make_seed_source(d.seeds, shape, "test", self.train_set, d.seed_folder, cfg.seed)
         seed_everything(cfg.seed)
-        self.model = create_model(cfg.model.name, num_classes=self.train_set.num_classes,
-                                  in_channels=shape[0], image_size=shape[-1], mean=d.mean, std=d.std,
-                                  **cfg.model.kwargs).to(self.device)
+        try:
+            self.model = create_model(cfg.model.name, num_classes=self.train_set.num_classes,
+                                      in_channels=shape[0], image_size=shape[-1], mean=d.mean, std=d.std,
+                                      **cfg.model.kwargs).to(self.device)
+        except (TypeError, ValueError, RuntimeError, MemoryError) as exc:  # e.g. model.kwargs={width: huge}
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise DualatError(f"cannot build model.name={cfg.model.name} with model.kwargs={cfg.model.kwargs} "
+                              f"({first})") from None
         self.memory_format = torch.channels_last if cfg.model.channels_last and len(shape) == 3 else None
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=self.memory_format)
@@ -122,8 +127,11 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
             raise DualatError(f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out")
         state = None
-    if state is None and cfg.stage1.init:
-        extract_state_dict(safe_load(cfg.stage1.init))  # a bad weights file is refused before anything is written
+    if state is None and cfg.stage1.init:  # a bad weights file is refused before anything is written
+        try:
+            extract_state_dict(safe_load(cfg.stage1.init))
+        except DualatError as exc:
+            raise DualatError(f"config key stage1.init: {exc}") from None
     run = Run(cfg, run_dir, show_progress)  # loads the data first: a data error leaves no half-made run directory
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
