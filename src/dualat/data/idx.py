@@ -84,6 +84,9 @@ def load_idx_pair(images: Path, labels: Path, classes: list[str], name: str) -> 
     """Read an (images, labels) idx pair -> ImageSet with x uint8 (N, 1, H, W), y int64 (N,)."""
     x = read_idx(images, IMAGES_MAGIC)
     y = read_idx(labels, LABELS_MAGIC)
+    if x.shape[1:] != (28, 28):
+        raise DualatError(f"{images} holds {x.shape[1]}x{x.shape[2]} images but {name} images are 28x28; "
+                          f"check the file or replace it with a fresh copy")
     if len(x) != len(y):
         raise DualatError(f"{images} has {len(x)} images but {labels} has {len(y)} labels; "
                           f"the two files are from different downloads, replace them")

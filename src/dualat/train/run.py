@@ -38,6 +38,13 @@ class Run:
         self.train_set = load_dataset(d.name, "train", **kw)
         self.test_set = load_dataset(d.name, "test", **kw)
         shape = tuple(self.train_set.shape)
+        if tuple(self.test_set.shape) != shape:
+            raise DualatError(f"the {d.name} train split has inputs of shape {shape} but the test split "
+                              f"{tuple(self.test_set.shape)}; set data.image_size / data.channels or fix the files")
+        if list(self.train_set.classes) != list(self.test_set.classes):
+            only = sorted(set(self.train_set.classes) ^ set(self.test_set.classes))[:5]
+            raise DualatError(f"the {d.name} train and test splits have different classes (e.g. {only or 'order'}); "
+                              "give both splits the same class folders")
         self.seeds_train = make_seed_source(d.seeds, shape, "train", self.train_set, d.seed_folder, cfg.seed)
         self.seeds_test = make_seed_source(d.seeds, shape, "test", self.train_set, d.seed_folder, cfg.seed)
         seed_everything(cfg.seed)
