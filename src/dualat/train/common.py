@@ -31,7 +31,9 @@ def check_finite(stage: int, iteration: int, values: dict, bound: float) -> None
 
 
 def parameters_finite(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    """True when no parameter holds NaN/inf (one device sync, however many tensors)."""
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 class EMA:

@@ -9,8 +9,8 @@ from ..data import BatchStream
 from ..data.transforms import make_transform
 from ..evaluate import clean_accuracy, pgd_accuracy
 from ..models import freeze_batchnorm
-from .common import (EMA, Curriculum, check_finite, generator, isolated_rng, learning_rate, make_optimizer,
-                     seed_everything, set_lr, set_rng_state)
+from .common import (EMA, Curriculum, Diverged, check_finite, generator, isolated_rng, learning_rate, make_optimizer,
+                     parameters_finite, seed_everything, set_lr, set_rng_state)
 from .log import Averager, progress
 from .steps import dat_step
 
@@ -77,6 +77,8 @@ def run_stage2(run, state: dict | None = None) -> dict:
                             adv_acc=f"{rec['adv_acc']:.2f}")
             run.log.write({"stage": 2, "iteration": done, "lr": lr, "T_next": cur.T, **rec})
         if done % cfg.eval.every == 0 or done == s2.iterations:
+            if not (parameters_finite(model) and parameters_finite(ema.model)):  # before any best_* is written
+                raise Diverged(2, done, {"parameters": float("nan")})
             with isolated_rng():
                 last_eval = evaluate_stage2(run, ema.model, probe, cur.T, done)
             if last_eval.get("fd", math.inf) < best["fd"]:
