@@ -51,7 +51,8 @@ def _foreign(layout: str, src) -> dict:
     if layout == "madry":                  # MadryLab robustness: model + attacker copy + normaliser
         sd = {"module.model." + k: v for k, v in bb.items()}
         sd.update({"module.attacker.model." + k: v for k, v in bb.items()})
-        sd.update({"module.normalizer.new_mean": torch.zeros(3, 1, 1), "module.normalizer.new_std": torch.ones(3, 1, 1)})
+        sd.update({"module.normalizer.new_mean": torch.zeros(3, 1, 1),
+                   "module.normalizer.new_std": torch.ones(3, 1, 1)})
         return {"model": sd, "optimizer": {"state": {}, "param_groups": []}, "schedule": None, "epoch": 90}
     raise KeyError(layout)
 

@@ -109,7 +109,7 @@ def safe_load(path: str | Path, map_location="cpu") -> dict:
             return load_file(str(path), device=str(map_location))
         except Exception as exc:  # safetensors raises its own error types
             raise DualatError(f"checkpoint {path} is not a readable safetensors file "
-                              f"({' '.join(str(exc).split())[:160]})") from None
+                              f"({_first_sentence(str(exc))})") from None
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols; our error line says enough
             warnings.simplefilter("ignore", UserWarning)
@@ -118,8 +118,15 @@ def safe_load(path: str | Path, map_location="cpu") -> dict:
         text = str(exc)
         if isinstance(exc, pickle.UnpicklingError) and ("GLOBAL" in text or "Weights only load failed" in text):
             raise DualatError(_refusal(path, text)) from None
-        first = " ".join(text.split())[:160] or type(exc).__name__
-        raise DualatError(f"checkpoint {path} is truncated or not a PyTorch file ({first})") from None
+        raise DualatError(f"checkpoint {path} is truncated or not a PyTorch file "
+                          f"({_first_sentence(text) or type(exc).__name__})") from None
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """One line of an exception's text: whitespace folded, cut after its first sentence."""
+    text = " ".join(text.split())
+    end = text.find(". ")
+    return (text[:end] if 0 < end < limit else text[:limit]).rstrip(".")
 
 
 def _refusal(path: Path, message: str) -> str:
@@ -143,7 +150,8 @@ def file_hash(path: str | Path, n: int = 16) -> str:
 #   ours                    {'model': ..., 'ema': {'model': ...}} / stage1.pt / best_*.pt
 #   DAT authors (rebm)      model_bestfid.pth = raw state dict of an nn.DataParallel model ('module.' keys);
 #                           its EMA (an AveragedModel) adds 'module.module.' and an 'n_averaged' counter;
-#                           training_state_latest.pth = {'model_state_dict', 'ema_state_dict', 'optimizer_state_dict', ...}
+#                           training_state_latest.pth = {'model_state_dict', 'ema_state_dict',
+#                                                        'optimizer_state_dict', ...}
 #   JEM (and JEM++)         {'model_state_dict': {'f.<backbone>', 'class_output.<head>', 'energy_output.<...>'},
 #                            'replay_buffer': tensor}
 #   RobustBench             raw state dict or {'state_dict': ...}, often with 'module.'
@@ -196,7 +204,8 @@ def load_weights(model: torch.nn.Module, state: dict, strict: bool = False) -> d
     unexpected = sorted(k for k in mapped if k not in target) + bad_shape
     if not usable:
         raise DualatError(f"checkpoint weights do not fit this model: none of its {len(mapped)} tensors match in "
-                          f"name and shape (e.g. {next(iter(mapped), '-')} vs {next(iter(target), '-')}); check model.name")
+                          f"name and shape (e.g. {next(iter(mapped), '-')} vs {next(iter(target), '-')}); "
+                          "check model.name")
     if strict and missing:
         raise DualatError(f"checkpoint is missing {len(missing)} weights of this model (e.g. {missing[0]})")
     model.load_state_dict(usable, strict=False)
@@ -240,7 +249,8 @@ def _with_head(state: dict, target: dict) -> dict:
     if "class_output.weight" not in state:
         return state
     w = state["class_output.weight"]
-    heads = [k for k, v in target.items() if k.endswith(".weight") and v.dim() == 2 and tuple(v.shape) == tuple(w.shape)]
+    heads = [k for k, v in target.items()
+             if k.endswith(".weight") and v.dim() == 2 and tuple(v.shape) == tuple(w.shape)]
     if not heads:
         return state
     head = heads[-1][: -len(".weight")]

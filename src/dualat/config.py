@@ -210,7 +210,8 @@ def _build(cls, values: dict, prefix: str = ""):
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(names)}"
-            raise DualatError(f"unknown config key {prefix}{key}{hint}")
+            shown = f"{prefix}{key}" if str(key).isprintable() else repr(f"{prefix}{key}")
+            raise DualatError(f"unknown config key {shown}{hint}")
         base, _ = _base_type(hints[key])
         if dataclasses.is_dataclass(base):
             if not isinstance(value, dict):
@@ -348,7 +349,8 @@ def _validate_attack(a: AttackConfig, key: str) -> None:
 def _validate_data(d: DataConfig) -> None:
     _check(d.image_size is None or d.image_size >= 1, "data.image_size", f"must be >= 1 or null, got {d.image_size}")
     _check(d.channels in (None, 1, 3), "data.channels", f"must be 1, 3 or null, got {d.channels}")
-    _check(d.num_classes is None or d.num_classes >= 2, "data.num_classes", f"must be >= 2 or null, got {d.num_classes}")
+    _check(d.num_classes is None or d.num_classes >= 2, "data.num_classes",
+           f"must be >= 2 or null, got {d.num_classes}")
     for key, values in (("data.mean", d.mean), ("data.std", d.std)):
         if values is None:
             continue

@@ -44,7 +44,8 @@ def load_image(path: str | Path, channels: int) -> torch.Tensor:
     except DualatError:
         raise
     except Exception as e:  # PIL raises many types for damaged files
-        raise DualatError(f"cannot read image {path}: {type(e).__name__}: {' '.join(str(e).split())[:200]}. "
+        text = " ".join(str(e).split())[:200]  # one line, whatever the exception held
+        raise DualatError(f"cannot read image {path}: {type(e).__name__}: {text}. "
                           f"Delete or replace the file") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]

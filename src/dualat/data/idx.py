@@ -31,7 +31,8 @@ def _read_bytes(path: Path) -> bytes:
                 return f.read()
         return path.read_bytes()
     except (EOFError, OSError, zlib.error) as e:
-        raise DualatError(f"cannot read {path}: {type(e).__name__}: {' '.join(str(e).split())[:200]} (truncated or corrupt "
+        text = " ".join(str(e).split())[:200]  # one line, whatever the exception held
+        raise DualatError(f"cannot read {path}: {type(e).__name__}: {text} (truncated or corrupt "
                           f"download?); replace the file with a fresh copy") from None
 
 
