@@ -35,18 +35,27 @@ def _start(out: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _position(out: Path, offset: int) -> int:
+class Progress:
     """Progress of the current process: stage-1 iteration, or 40 + stage-2 iteration, read from
-    the complete log lines written after byte `offset`."""
-    path = out / "metrics.jsonl"
-    if not path.is_file():
-        return -1
-    pos = -1
-    for line in path.read_bytes()[offset:].split(b"\n")[:-1]:
-        rec = json.loads(line)
-        if isinstance(rec.get("iteration"), int) and rec.get("stage") in (1, 2):
-            pos = max(pos, rec["iteration"] + (S1 if rec["stage"] == 2 else 0))
-    return pos
+    the complete log lines it appended (new bytes only, so polling stays cheap)."""
+
+    def __init__(self, out: Path):
+        self.path = out / "metrics.jsonl"
+        self.offset = self.path.stat().st_size if self.path.is_file() else 0
+        self.position = -1
+
+    def __call__(self) -> int:
+        if self.path.is_file():
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            self.offset += len(complete)
+            for line in complete.splitlines():
+                rec = json.loads(line)
+                if isinstance(rec.get("iteration"), int) and rec.get("stage") in (1, 2):
+                    self.position = max(self.position, rec["iteration"] + (S1 if rec["stage"] == 2 else 0))
+        return self.position
 
 
 def _check_files_whole(out: Path) -> list[str]:
@@ -109,8 +118,7 @@ def test_kill9_at_random_moments_then_resume_is_bit_exact(tmp_path):
                rng.randint(S1 + 11, S1 + 19)]
     out, kills = tmp_path / "killed", []
     for target in targets + ["finish"]:
-        log = out / "metrics.jsonl"
-        offset = log.stat().st_size if log.is_file() else 0
+        progress = Progress(out)
         proc = _start(out)
         if target == "finish":
             _, err = proc.communicate(timeout=600)
@@ -119,8 +127,8 @@ def test_kill9_at_random_moments_then_resume_is_bit_exact(tmp_path):
         if target is None:
             time.sleep(rng.uniform(0.2, 1.5))
         else:
-            while proc.poll() is None and _position(out, offset) < target:
-                time.sleep(0.005)
+            while proc.poll() is None and progress() < target:
+                time.sleep(0.02)
             time.sleep(rng.uniform(0.0, 0.15))   # lands anywhere in the next iterations / saves
         if proc.poll() is not None:              # finished before the kill: nothing left to test
             break
@@ -128,7 +136,7 @@ def test_kill9_at_random_moments_then_resume_is_bit_exact(tmp_path):
         proc.wait()
         assert proc.returncode == -signal.SIGKILL
         last = safe_load(out / "last.pt") if (out / "last.pt").is_file() else None
-        kills.append((target, _position(out, offset), last and (last["stage"], last["iteration"]),
+        kills.append((target, progress(), last and (last["stage"], last["iteration"]),
                       _check_files_whole(out) if out.is_dir() else []))
     for k in kills:
         print("kill at target", k[0], "- logged position", k[1], "- last.pt (stage, iteration)", k[2],
