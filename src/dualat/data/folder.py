@@ -35,7 +35,8 @@ def load_image(path: str | Path, channels: int) -> torch.Tensor:
                 im = im.convert("RGBA")
             if im.mode.startswith("I"):
                 # 16-bit gray (PNG 'I;16' or 'I'): PIL's convert would clip everything above 255 to white
-                im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
+                deep = np.asarray(im, dtype=np.float64) / 257.0
+                im = Image.fromarray(deep.round().clip(0, 255).astype(np.uint8))
             elif im.mode == "F":
                 raise DualatError(f"image {path} holds 32-bit floats of unknown range; "
                                   f"save it as an 8-bit PNG or JPEG")

@@ -49,8 +49,8 @@ def run_stage2(run, state: dict | None = None) -> dict:
         last_eval = dict(state.get("last_eval", {}))
         set_rng_state(state["rng"])
     probe = None
-    if start < s2.iterations:  # building the probe (maybe training the evaluation network) draws no training randomness
-        with isolated_rng():
+    if start < s2.iterations:
+        with isolated_rng():  # building the probe (it may train the evaluation network) moves no training RNG
             probe = run.generation_probe()
     avg, t0 = Averager(), time.time()
     bar = progress(s2.iterations, start, "stage 2 (DAT)", run.show_progress)

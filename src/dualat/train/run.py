@@ -43,8 +43,8 @@ class Run:
                               f"{tuple(self.test_set.shape)}; set data.image_size / data.channels or fix the files")
         if list(self.train_set.classes) != list(self.test_set.classes):
             only = sorted(set(self.train_set.classes) ^ set(self.test_set.classes))[:5]
-            raise DualatError(f"the {d.name} train and test splits have different classes (e.g. {only or 'order'}); "
-                              "give both splits the same class folders")
+            raise DualatError(f"the {d.name} train and test splits have different classes "
+                              f"(e.g. {only or 'their order'}); give both splits the same class folders")
         self.seeds_train = make_seed_source(d.seeds, shape, "train", self.train_set, d.seed_folder, cfg.seed)
         self.seeds_test = make_seed_source(d.seeds, shape, "test", self.train_set, d.seed_folder, cfg.seed)
         seed_everything(cfg.seed)
@@ -139,7 +139,7 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
             extract_state_dict(safe_load(cfg.stage1.init))
         except DualatError as exc:
             raise DualatError(f"config key stage1.init: {exc}") from None
-    run = Run(cfg, run_dir, show_progress)  # loads the data first: a data error leaves no half-made run directory
+    run = Run(cfg, run_dir, show_progress)  # data first: a data error leaves no half-made run directory
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
