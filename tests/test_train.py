@@ -197,3 +197,48 @@ def test_gpu_presets_run_a_few_iterations_on_fake_data(preset, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stage2"]["T_final"] >= 1
     assert (run / "model_ema.safetensors").is_file()
+
+
+def test_resume_of_a_run_killed_after_its_last_checkpoint_reports_the_same_summary(digits_run, tmp_path):
+    """Killed after the final last.pt but before summary.json: resuming has nothing left to train
+    and must still report the final evaluation (kept in last.pt), not an empty one."""
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(digits_run, copy)
+    (copy / "summary.json").unlink()
+    train(None, resume=copy, show_progress=False)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (digits_run, copy))
+    for s in (a, b):
+        s.pop("run_dir"), s.pop("wall_s_this_session"), s["stage1"].pop("wall_s"), s["stage2"].pop("wall_s")
+    assert a == b and "fd" in b["stage2"]
+
+
+def test_a_nan_parameter_stops_the_run_naming_the_iteration_and_keeps_every_checkpoint(tmp_path, monkeypatch):
+    """A step that leaves NaN in a weight while its loss still looks finite: the run stops at that
+    iteration, before an evaluation could write best_*.pt, and last.pt stays the previous good one."""
+    import importlib
+    dat = importlib.import_module("dualat.train.dat")
+    real_step, calls = dat.dat_step, []
+
+    def poisoned(model, *args, **kwargs):
+        out = real_step(model, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 4:
+            with torch.no_grad():
+                next(model.parameters()).view(-1)[0] = float("nan")
+        return out
+
+    monkeypatch.setattr(dat, "dat_step", poisoned)
+    out = tmp_path / "nan"
+    args = TINY_DIGITS + ["stage1.iterations=6", "stage2.iterations=8", "eval.every=1", "log.checkpoint_every=2"]
+    with pytest.raises(DualatError, match="stage 2 diverged at iteration 4 .*parameters=nan.*--resume") as err:
+        train("digits", args, out=out, show_progress=False)
+    assert "\n" not in str(err.value)
+    last = safe_load(out / "last.pt")
+    assert (last["stage"], last["iteration"]) == (2, 2)
+    for name in ("last.pt", "best_fid.pt", "best_robust.pt"):
+        state = safe_load(out / name)
+        assert state["iteration"] <= 3
+        model = state["model"]
+        assert all(torch.isfinite(v).all() for v in model.values() if v.is_floating_point()), name
+    assert json.loads((out / "diverged.json").read_text())["iteration"] == 4

@@ -6,10 +6,14 @@ also be exported as safetensors.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import pickle
+import re
+import socket
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,13 +25,18 @@ def atomic_save(obj, path: str | Path) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over `path`.
 
     A kill at any moment leaves either the previous file or the new one, never half of one.
+    `obj` is a dict for torch.save (or, for a .safetensors path, a dict of tensors), or bytes.
+    Temporary files that killed processes left behind for the same target are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_tmp(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            if str(path).endswith(".safetensors"):
+            if isinstance(obj, bytes):
+                fh.write(obj)
+            elif str(path).endswith(".safetensors"):
                 from safetensors.torch import save
                 fh.write(save({k: v.detach().contiguous().cpu() for k, v in obj.items()}))
             else:
@@ -47,6 +56,48 @@ def atomic_save(obj, path: str | Path) -> Path:
     return path
 
 
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """atomic_save for a small text file (config snapshot, summary): all of it or the old one."""
+    return atomic_save(text.encode("utf-8"), path)
+
+
+def _tmp_prefix(path: Path, pid: int | None = None) -> str:
+    # the writer's host and pid are in the name, so a later writer can tell an abandoned file
+    return f".{path.name}.{socket.gethostname()}.{os.getpid() if pid is None else pid}."
+
+
+def remove_stale_tmp(path: str | Path) -> list[Path]:
+    """Delete temporary files of `path` whose writer (a process on this host) no longer runs."""
+    path = Path(path)
+    host = socket.gethostname()
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        rest = tmp.name[len(path.name) + 2:-len(".tmp")]
+        parts = rest.rsplit(".", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or _alive(int(parts[1])):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def safe_load(path: str | Path, map_location="cpu") -> dict:
     """Load a .pt/.pth/.safetensors file without running any code stored in it."""
     path = Path(path)
@@ -57,16 +108,34 @@ def safe_load(path: str | Path, map_location="cpu") -> dict:
         try:
             return load_file(str(path), device=str(map_location))
         except Exception as exc:  # safetensors raises its own error types
-            raise DualatError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+            raise DualatError(f"checkpoint {path} is not a readable safetensors file "
+                              f"({_first_sentence(str(exc))})") from None
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
-        raise DualatError(f"checkpoint {path} holds objects other than tensors and plain values and was refused "
-                          f"(loading it could run code): {first[:160]}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DualatError(f"checkpoint {path} is truncated or not a PyTorch file ({first[:160]})") from None
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; our error line says enough
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files; none of them ran any code
+        text = str(exc)
+        if isinstance(exc, pickle.UnpicklingError) and ("GLOBAL" in text or "Weights only load failed" in text):
+            raise DualatError(_refusal(path, text)) from None
+        raise DualatError(f"checkpoint {path} is truncated or not a PyTorch file "
+                          f"({_first_sentence(text) or type(exc).__name__})") from None
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """One line of an exception's text: whitespace folded, cut after its first sentence."""
+    text = " ".join(text.split())
+    end = text.find(". ")
+    return (text[:end] if 0 < end < limit else text[:limit]).rstrip(".")
+
+
+def _refusal(path: Path, message: str) -> str:
+    """One line for a file that needs unpickling of something other than tensors and plain values."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    what = f"it asks to unpickle {found.group(1)}" if found else "it holds objects other than tensors and plain values"
+    return (f"checkpoint {path} was refused: {what}, and loading that could run code. If it is a whole pickled "
+            f"model from a source you trust, convert it once where its code is importable: "
+            f"torch.save(torch.load('{path}', weights_only=False).state_dict(), 'weights.pt'), then pass weights.pt")
 
 
 def file_hash(path: str | Path, n: int = 16) -> str:
@@ -77,33 +146,55 @@ def file_hash(path: str | Path, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
-_WRAPPERS = ("model", "state_dict", "model_state_dict", "ema", "ema_model", "model_ema", "net")
-_PREFIXES = ("module.", "_orig_mod.", "model.", "net.", "ema.", "ema_model.", "base_model.")
+# Where foreign checkpoints keep their weights, EMA copies first (tried in this order):
+#   ours                    {'model': ..., 'ema': {'model': ...}} / stage1.pt / best_*.pt
+#   DAT authors (rebm)      model_bestfid.pth = raw state dict of an nn.DataParallel model ('module.' keys);
+#                           its EMA (an AveragedModel) adds 'module.module.' and an 'n_averaged' counter;
+#                           training_state_latest.pth = {'model_state_dict', 'ema_state_dict',
+#                                                        'optimizer_state_dict', ...}
+#   JEM (and JEM++)         {'model_state_dict': {'f.<backbone>', 'class_output.<head>', 'energy_output.<...>'},
+#                            'replay_buffer': tensor}
+#   RobustBench             raw state dict or {'state_dict': ...}, often with 'module.'
+#   MadryLab robustness     {'model': {'module.model.<...>', 'module.attacker.model.<...>', 'module.normalizer.<...>'}}
+_EMA_KEYS = ("ema", "ema_model", "model_ema", "ema_state_dict", "state_dict_ema")
+_WRAPPERS = ("model", "state_dict", "model_state_dict", "net")
+_PREFIXES = ("module.", "_orig_mod.", "model.", "net.", "ema.", "ema_model.", "base_model.", "f.")
+_COUNTERS = ("n_averaged",)  # bookkeeping tensors of averaging wrappers, not weights
 
 
 def extract_state_dict(obj: dict, prefer_ema: bool = True) -> dict:
-    """Find the weights inside a foreign checkpoint dict (raw, {'model': ...}, {'ema': ...})."""
+    """Find the weights inside a foreign checkpoint dict (raw, {'model': ...}, {'ema': ...}, JEM, ...).
+
+    A wrapper key wins over loose tensors beside it, so a JEM `replay_buffer` is never taken
+    for weights; with prefer_ema an EMA copy wins over the raw model.
+    """
     if not isinstance(obj, dict):
-        raise DualatError("checkpoint does not hold a state dict")
-    keys = ("ema", "ema_model", "model_ema") + _WRAPPERS if prefer_ema else _WRAPPERS
+        raise DualatError(f"checkpoint holds a {type(obj).__name__}, not a dict of weights; "
+                          "save the model's state_dict() instead")
+    keys = _EMA_KEYS + _WRAPPERS if prefer_ema else _WRAPPERS + _EMA_KEYS
     for key in keys:
-        if isinstance(obj.get(key), dict) and any(torch.is_tensor(v) for v in obj[key].values()):
-            return obj[key]
+        inner = obj.get(key)
+        if isinstance(inner, dict) and isinstance(inner.get("model"), dict) and key in _EMA_KEYS:
+            inner = inner["model"]  # our own EMA state: {'model': ..., 'updates': n}
+        if isinstance(inner, dict) and any(torch.is_tensor(v) for v in inner.values()):
+            return {k: v for k, v in inner.items() if torch.is_tensor(v)}
     if any(torch.is_tensor(v) for v in obj.values()):
         return {k: v for k, v in obj.items() if torch.is_tensor(v)}
-    raise DualatError("checkpoint holds no tensors under any known key (model, state_dict, ema, ...)")
+    raise DualatError("checkpoint holds no tensors under any known key (model, state_dict, model_state_dict, ema, ...)")
 
 
 def load_weights(model: torch.nn.Module, state: dict, strict: bool = False) -> dict:
-    """Load `state` into `model`, stripping wrapper prefixes (`module.`, EMA, `net.`) as needed.
+    """Load `state` into `model`, stripping wrapper prefixes (`module.`, EMA, `net.`, JEM's `f.`).
 
-    Returns a report {'missing': [...], 'unexpected': [...], 'loaded': n}. With strict=True a
-    missing parameter is an error.
+    Returns a report {'missing': [...], 'unexpected': [...], 'loaded': n}: `missing` are this
+    model's tensors the file did not provide (left as they were), `unexpected` the file's tensors
+    this model has no place for (or whose shape differs). With strict=True a missing tensor is an error.
     """
     target = model.state_dict()
+    state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in _COUNTERS}
     best = None
     for candidate in _prefix_variants(state, target):
-        matched = sum(1 for k in candidate if k in target)
+        matched = sum(1 for k, v in candidate.items() if k in target and tuple(v.shape) == tuple(target[k].shape))
         if best is None or matched > best[0]:
             best = (matched, candidate)
     _, mapped = best
@@ -112,22 +203,58 @@ def load_weights(model: torch.nn.Module, state: dict, strict: bool = False) -> d
     missing = sorted(k for k in target if k not in usable)
     unexpected = sorted(k for k in mapped if k not in target) + bad_shape
     if not usable:
-        raise DualatError(f"checkpoint weights do not fit this model: none of its {len(mapped)} keys match "
-                          f"(e.g. {next(iter(mapped), '-')} vs {next(iter(target), '-')}); check model.name")
+        raise DualatError(f"checkpoint weights do not fit this model: none of its {len(mapped)} tensors match in "
+                          f"name and shape (e.g. {next(iter(mapped), '-')} vs {next(iter(target), '-')}); "
+                          "check model.name")
     if strict and missing:
         raise DualatError(f"checkpoint is missing {len(missing)} weights of this model (e.g. {missing[0]})")
     model.load_state_dict(usable, strict=False)
     return {"loaded": len(usable), "missing": missing, "unexpected": unexpected}
 
 
+def _strip(key: str) -> str:
+    """Remove every leading wrapper prefix: 'module.module.net.x' -> 'x'."""
+    changed = True
+    while changed:
+        changed = False
+        for pre in _PREFIXES:
+            if key.startswith(pre) and len(key) > len(pre):
+                key, changed = key[len(pre):], True
+    return key
+
+
 def _prefix_variants(state: dict, target: dict):
+    """Candidate renamings of `state`; load_weights keeps the one matching most of `target`."""
     yield state
-    for pre in _PREFIXES:
+    for pre in _PREFIXES:  # one wrapper removed (keeps e.g. a backbone's own `model.` names)
         if any(k.startswith(pre) for k in state):
             yield {k[len(pre):] if k.startswith(pre) else k: v for k, v in state.items()}
+    stripped = _with_head(_rename(state, _strip), target)
+    yield stripped
     # our Classifier keeps the backbone under `net.`: foreign backbone-only dicts need it added
     if any(k.startswith("net.") for k in target):
-        stripped = state
-        for pre in ("module.", "model.", "_orig_mod."):
-            stripped = {k[len(pre):] if k.startswith(pre) else k: v for k, v in stripped.items()}
-        yield {("net." + k if not k.startswith("net.") else k): v for k, v in stripped.items()}
+        yield {("net." + k if "net." + k in target else k): v for k, v in stripped.items()}
+
+
+def _rename(state: dict, fn) -> dict:
+    out = {}
+    for k, v in state.items():
+        out.setdefault(fn(k), v)  # on a clash (e.g. 'module.x' and 'x') the first one stays
+    return out
+
+
+def _with_head(state: dict, target: dict) -> dict:
+    """JEM keeps the classifier head as `class_output.*`: give it the name of this model's head
+    (the target's last 2-D weight of the same shape) when the backbone has none of its own."""
+    if "class_output.weight" not in state:
+        return state
+    w = state["class_output.weight"]
+    heads = [k for k, v in target.items()
+             if k.endswith(".weight") and v.dim() == 2 and tuple(v.shape) == tuple(w.shape)]
+    if not heads:
+        return state
+    head = heads[-1][: -len(".weight")]
+    head = head[len("net."):] if head.startswith("net.") else head
+    if any(_strip(k).startswith(head + ".") for k in state if not k.startswith("class_output.")):
+        return state
+    return {(head + k[len("class_output"):] if k.startswith("class_output.") else k): v for k, v in state.items()}

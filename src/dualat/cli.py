@@ -11,7 +11,8 @@ from .errors import DualatError
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no traceback, exit 2
         self.print_usage(sys.stderr)
-        raise DualatError(f"{message} (see `dualat {self.prog.split()[-1]} --help`)")
+        verb = "" if self.prog == "dualat" else f" {self.prog.split()[-1]}"
+        raise DualatError(f"{message} (see `dualat{verb} --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,13 +260,30 @@ def _report(args) -> int:
 VERBS = {"study": _study, "report": _report, "train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
 
 
+def _close_bars() -> None:
+    """End progress bars an error interrupted, so the error starts on a line of its own."""
+    try:
+        from tqdm import tqdm
+        for bar in list(getattr(tqdm, "_instances", [])):
+            bar.close()
+    except Exception:  # cosmetic only
+        pass
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return VERBS[args.verb](args)
     except DualatError as exc:
+        _close_bars()
         print(f"dualat: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system refused (permissions, a full disk, a name too long): not a bug
+        _close_bars()
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"dualat: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        _close_bars()
         print("dualat: interrupted; a training run continues with `dualat train --resume RUN_DIR`", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,7 +188,10 @@ def _coerce(key: str, value, tp):
             value = _fraction(key, value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DualatError(f"config key {key} must be a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise DualatError(f"config key {key} is too large a number ({len(str(value))} digits)") from None
     if base is int:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise DualatError(f"config key {key} must be an integer, got {value!r}")
@@ -237,7 +241,8 @@ def _build(cls, values: dict, prefix: str = ""):
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(names)}"
-            raise DualatError(f"unknown config key {prefix}{key}{hint}")
+            shown = f"{prefix}{key}" if str(key).isprintable() else repr(f"{prefix}{key}")
+            raise DualatError(f"unknown config key {shown}{hint}")
         base, _ = _base_type(hints[key])
         if dataclasses.is_dataclass(base):
             if not isinstance(value, dict):
@@ -283,13 +288,20 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return key.split("."), value
 
 
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, an embedded NUL
+        return False
+
+
 def resolve_config_path(path: str | Path) -> Path:
     """A file path, or the name of a preset shipped in `configs/` (with or without .yaml)."""
     p = Path(path)
-    if p.is_file():
+    if _is_file(p):
         return p
     for cand in (PRESET_DIR / p.name, PRESET_DIR / f"{p.name}.yaml"):
-        if cand.is_file():
+        if _is_file(cand):
             return cand
     presets = ", ".join(sorted(q.stem for q in PRESET_DIR.glob("*.yaml")))
     raise DualatError(f"config file {path} not found; give a YAML file path or a preset name ({presets})")
@@ -328,7 +340,9 @@ def from_dict(values: dict) -> Config:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write the snapshot atomically (a kill mid-write leaves the previous file)."""
+    from .checkpoint import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 # --------------------------------------------------------------------------- validation
@@ -350,7 +364,7 @@ def _validate_optim(o: OptimConfig, key: str) -> None:
     _check_choice(o.schedule, f"{key}.schedule", ["cosine", "constant"])
     _check(o.lr > 0 and math.isfinite(o.lr), f"{key}.lr", f"must be a positive number, got {o.lr}")
     _check(0 <= o.momentum < 1, f"{key}.momentum", f"must be in [0, 1), got {o.momentum}")
-    _check(o.weight_decay >= 0, f"{key}.weight_decay", f"must be >= 0, got {o.weight_decay}")
+    _check(0 <= o.weight_decay < math.inf, f"{key}.weight_decay", f"must be a number >= 0, got {o.weight_decay}")
     _check(o.warmup >= 0, f"{key}.warmup", f"must be >= 0 iterations, got {o.warmup}")
     _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"{key}.betas",
            f"must be two numbers in [0, 1), got {o.betas}")
@@ -359,7 +373,8 @@ def _validate_optim(o: OptimConfig, key: str) -> None:
 def _validate_attack(a: AttackConfig, key: str) -> None:
     _check_choice(a.norm, f"{key}.norm", ["L2", "Linf"])
     _check(a.eps > 0 and math.isfinite(a.eps), f"{key}.eps", f"must be a positive number, got {a.eps}")
-    _check(a.step_size > 0, f"{key}.step_size", f"must be positive, got {a.step_size}")
+    _check(a.step_size > 0 and math.isfinite(a.step_size), f"{key}.step_size",
+           f"must be a positive number, got {a.step_size}")
     _check(a.steps >= 1, f"{key}.steps", f"must be at least 1, got {a.steps}")
 
 
@@ -381,6 +396,27 @@ def _validate_jem(j: JEMConfig) -> None:
     _check(j.eval_sgld_steps is None or j.eval_sgld_steps >= 1, "jem.eval_sgld_steps", "must be >= 1 or null")
 
 
+def _validate_data(d: DataConfig) -> None:
+    _check(d.image_size is None or d.image_size >= 1, "data.image_size", f"must be >= 1 or null, got {d.image_size}")
+    _check(d.channels in (None, 1, 3), "data.channels", f"must be 1, 3 or null, got {d.channels}")
+    _check(d.num_classes is None or d.num_classes >= 2, "data.num_classes",
+           f"must be >= 2 or null, got {d.num_classes}")
+    for key, values in (("data.mean", d.mean), ("data.std", d.std)):
+        if values is None:
+            continue
+        _check(len(values) >= 1 and all(math.isfinite(v) for v in values), key,
+               f"must be one number or one per channel, all finite, got {values}")
+    _check(d.std is None or all(v > 0 for v in d.std), "data.std", f"must be positive, got {d.std}")
+
+
+def _validate_model_kwargs(name: str, kwargs: dict) -> None:
+    from .models.registry import _check_kwargs, get_model_spec
+    try:
+        _check_kwargs(get_model_spec(name), kwargs)
+    except DualatError as exc:
+        raise DualatError(f"config key model.kwargs: {exc}") from None
+
+
 def validate(cfg: Config) -> None:
     """Raise DualatError naming the first bad key; called before any work starts."""
     from .data import DATASETS, SEED_SOURCES
@@ -393,10 +429,15 @@ def validate(cfg: Config) -> None:
            "must name an image folder when data.seeds=folder")
     for k in ("augment", "strong_augment"):
         _check_choice(getattr(cfg.data, k), f"data.{k}", ["none", "flip", "crop", "crop_flip", "strong"])
+    _validate_data(cfg.data)
     _check_choice(cfg.model.name, "model.name", list_models())
-    _check(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"), "device",
+    _validate_model_kwargs(cfg.model.name, cfg.model.kwargs)
+    _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device)), "device",
            f"must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     _check(cfg.threads >= 0, "threads", f"must be >= 0, got {cfg.threads}")
+    _check(0 <= cfg.seed < 2**32, "seed", f"must be an integer in [0, 2^32), got {cfg.seed}")
+    _check(bool(cfg.name) and cfg.name not in (".", "..") and not re.search(r"[/\\\x00]", cfg.name), "name",
+           f"must be a plain name (it names the run directory), got {cfg.name!r}")
     s1, s2, ev = cfg.stage1, cfg.stage2, cfg.eval
     _check(s1.iterations >= 0, "stage1.iterations", f"must be >= 0, got {s1.iterations}")
     _check(s2.iterations >= 0, "stage2.iterations", f"must be >= 0, got {s2.iterations}")
@@ -406,7 +447,8 @@ def validate(cfg: Config) -> None:
     _validate_optim(s2.optim, "stage2.optim")
     _validate_attack(s1.attack, "stage1.attack")
     _validate_attack(s2.attack, "stage2.attack")
-    _check(s2.step_size > 0, "stage2.step_size", f"must be positive, got {s2.step_size}")
+    _check(s2.step_size > 0 and math.isfinite(s2.step_size), "stage2.step_size",
+           f"must be a positive number, got {s2.step_size}")
     _check_choice(s2.objective, "stage2.objective", ["class_logit", "logsumexp"])
     _check(0 < s2.auc_threshold < 1, "stage2.auc_threshold", f"must be in (0, 1), got {s2.auc_threshold}")
     _check(s2.auc_window is None or s2.auc_window >= 1, "stage2.auc_window", "must be >= 1 or null")
@@ -418,7 +460,8 @@ def validate(cfg: Config) -> None:
     _check(ev.n_test >= 1 and ev.n_samples >= 2, "eval.n_test", "and eval.n_samples must be >= 1 and >= 2")
     _check(ev.pgd_steps >= 1, "eval.pgd_steps", "must be >= 1")
     _check(ev.sample_steps is None or ev.sample_steps >= 0, "eval.sample_steps", "must be >= 0")
-    _check(ev.sample_step_size is None or ev.sample_step_size > 0, "eval.sample_step_size", "must be > 0")
+    _check(ev.sample_step_size is None or 0 < ev.sample_step_size < math.inf, "eval.sample_step_size",
+           "must be a positive number or null")
     _check(ev.evalnet_iterations >= 1, "eval.evalnet_iterations", "must be >= 1")
     _check(cfg.log.every >= 1, "log.every", "must be >= 1")
     _check(cfg.log.checkpoint_every >= 1, "log.checkpoint_every", "must be >= 1")

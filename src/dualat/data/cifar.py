@@ -64,7 +64,8 @@ def safe_load_pickle(path: str | Path) -> dict:
     except DualatError:
         raise
     except Exception as e:  # truncated or garbled pickles raise assorted error types
-        raise DualatError(f"cannot unpickle {path}: {type(e).__name__}: {e} (truncated or corrupt?); "
+        text = " ".join(str(e).split())[:200]  # one line, whatever the exception held
+        raise DualatError(f"cannot unpickle {path}: {type(e).__name__}: {text} (truncated or corrupt?); "
                           f"replace it with the official cifar-*-python.tar.gz contents") from None
     if not isinstance(out, dict):
         raise DualatError(f"{path} holds a {type(out).__name__}, not the dict a CIFAR batch file holds; "

@@ -33,12 +33,20 @@ def load_image(path: str | Path, channels: int) -> torch.Tensor:
             # 'P' and 'LA'/'RGBA' need converting through RGB(A) so palettes and alpha are honoured.
             if im.mode in ("P", "PA"):
                 im = im.convert("RGBA")
+            if im.mode.startswith("I"):
+                # 16-bit gray (PNG 'I;16' or 'I'): PIL's convert would clip everything above 255 to white
+                deep = np.asarray(im, dtype=np.float64) / 257.0
+                im = Image.fromarray(deep.round().clip(0, 255).astype(np.uint8))
+            elif im.mode == "F":
+                raise DualatError(f"image {path} holds 32-bit floats of unknown range; "
+                                  f"save it as an 8-bit PNG or JPEG")
             im = im.convert("L" if channels == 1 else "RGB")
             arr = np.array(im, dtype=np.uint8)
     except DualatError:
         raise
     except Exception as e:  # PIL raises many types for damaged files
-        raise DualatError(f"cannot read image {path}: {type(e).__name__}: {e}. "
+        text = " ".join(str(e).split())[:200]  # one line, whatever the exception held
+        raise DualatError(f"cannot read image {path}: {type(e).__name__}: {text}. "
                           f"Delete or replace the file") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]

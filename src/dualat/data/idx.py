@@ -31,7 +31,8 @@ def _read_bytes(path: Path) -> bytes:
                 return f.read()
         return path.read_bytes()
     except (EOFError, OSError, zlib.error) as e:
-        raise DualatError(f"cannot read {path}: {type(e).__name__}: {e} (truncated or corrupt "
+        text = " ".join(str(e).split())[:200]  # one line, whatever the exception held
+        raise DualatError(f"cannot read {path}: {type(e).__name__}: {text} (truncated or corrupt "
                           f"download?); replace the file with a fresh copy") from None
 
 
@@ -84,6 +85,9 @@ def load_idx_pair(images: Path, labels: Path, classes: list[str], name: str) -> 
     """Read an (images, labels) idx pair -> ImageSet with x uint8 (N, 1, H, W), y int64 (N,)."""
     x = read_idx(images, IMAGES_MAGIC)
     y = read_idx(labels, LABELS_MAGIC)
+    if x.shape[1:] != (28, 28):
+        raise DualatError(f"{images} holds {x.shape[1]}x{x.shape[2]} images but {name} images are 28x28; "
+                          f"check the file or replace it with a fresh copy")
     if len(x) != len(y):
         raise DualatError(f"{images} has {len(x)} images but {labels} has {len(y)} labels; "
                           f"the two files are from different downloads, replace them")

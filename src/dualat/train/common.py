@@ -31,7 +31,9 @@ def check_finite(stage: int, iteration: int, values: dict, bound: float) -> None
 
 
 def parameters_finite(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    """True when no parameter holds NaN/inf (one device sync, however many tensors)."""
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 class EMA:
@@ -140,6 +142,17 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+
+
+@contextlib.contextmanager
+def isolated_rng():
+    """Run a block (evaluation, probe set-up) without moving the global RNGs training draws from,
+    so that where evaluations and checkpoints fall never changes the training trajectory."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 def seed_everything(seed: int) -> None:

@@ -8,7 +8,8 @@ from ..data import BatchStream
 from ..data.transforms import make_transform
 from ..evaluate import clean_accuracy, pgd_accuracy
 from ..models import freeze_batchnorm
-from .common import EMA, Curriculum, check_finite, generator, learning_rate, make_optimizer, seed_everything, set_lr, set_rng_state
+from .common import (EMA, Curriculum, Diverged, check_finite, generator, isolated_rng, learning_rate, make_optimizer,
+                     parameters_finite, seed_everything, set_lr, set_rng_state)
 from ..distributed import sharded_accuracy
 from .log import Averager, progress
 from .steps import dat_step
@@ -39,7 +40,7 @@ def run_stage2(run, state: dict | None = None) -> dict:
     gens = {"seeds": generator(dist.rank_seed(cfg.seed * 1000 + 13)),
             "pgd": generator(dist.rank_seed(cfg.seed * 1000 + 14))}
     best = {"fd": math.inf, "robust_acc": -1.0}
-    start, elapsed = 0, 0.0
+    start, elapsed, last_eval = 0, 0.0, {}
     if state is not None:
         state = run.own_state(state)
         model.load_state_dict(state["model"])
@@ -52,9 +53,13 @@ def run_stage2(run, state: dict | None = None) -> dict:
             g.set_state(state["generators"][k])
         best = {k: float(v) for k, v in state["best"].items()}
         start, elapsed = state["iteration"], state["elapsed"]
+        last_eval = dict(state.get("last_eval", {}))
         set_rng_state(state["rng"])
-    probe = run.generation_probe()
-    avg, t0, last_eval = Averager(), time.time(), {}
+    probe = None
+    if start < s2.iterations:
+        with isolated_rng():  # building the probe (it may train the evaluation network) moves no training RNG
+            probe = run.generation_probe()
+    avg, t0 = Averager(), time.time()
     trainer, gather = run.trainer(), dist.gather if dist.enabled else None
     bar = progress(s2.iterations, start, "stage 2 (DAT)", run.show_progress)
     for it in range(start, s2.iterations):
@@ -81,7 +86,10 @@ def run_stage2(run, state: dict | None = None) -> dict:
                             adv_acc=f"{rec['adv_acc']:.2f}")
             run.log.write({"stage": 2, "iteration": done, "lr": lr, "T_next": cur.T, **rec})
         if done % cfg.eval.every == 0 or done == s2.iterations:
-            last_eval = evaluate_stage2(run, ema.model, probe, cur.T, done)
+            if not (parameters_finite(model) and parameters_finite(ema.model)):  # before any best_* is written
+                raise Diverged(2, done, {"parameters": float("nan")})
+            with isolated_rng():
+                last_eval = evaluate_stage2(run, ema.model, probe, cur.T, done)
             if last_eval.get("fd", math.inf) < best["fd"]:
                 best["fd"] = last_eval["fd"]
                 _save_weights(run, "best_fid.pt", ema, done, last_eval)
@@ -91,7 +99,7 @@ def run_stage2(run, state: dict | None = None) -> dict:
         if done % cfg.log.checkpoint_every == 0 or done == s2.iterations:
             run.save_state({"stage": 2, "iteration": done, "elapsed": elapsed + time.time() - t0,
                             "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                            "curriculum": cur.state_dict(), "best": best,
+                            "curriculum": cur.state_dict(), "best": best, "last_eval": _plain(last_eval),
                             "streams": {"real": real.state_dict(), "adv": adv.state_dict()},
                             "generators": {k: g.get_state() for k, g in gens.items()}})
     bar.close()
@@ -128,6 +136,10 @@ def evaluate_stage2(run, ema_model, probe, T: int, iteration: int) -> dict:
     return ev
 
 
+def _plain(ev: dict) -> dict:
+    """The numbers and names of an evaluation (what a weights-only checkpoint can hold)."""
+    return {k: v for k, v in ev.items() if isinstance(v, (int, float, str))}
+
+
 def _save_weights(run, name: str, ema, iteration: int, ev: dict) -> None:
-    run.write({"model": ema.model.state_dict(), "stage": 2, "iteration": iteration,
-               "eval": {k: v for k, v in ev.items() if isinstance(v, (int, float, str))}}, name)
+    run.write({"model": ema.model.state_dict(), "stage": 2, "iteration": iteration, "eval": _plain(ev)}, name)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_save, safe_load
+from ..checkpoint import atomic_save, extract_state_dict, load_weights, safe_load
 from ..config import DataConfig, OptimConfig
 from ..data import BatchStream, load_dataset
 from ..data.transforms import make_transform
@@ -95,8 +95,11 @@ def load_evalnet(data: DataConfig, path: str | Path | None = None, iterations: i
     test_set = load_dataset(data.name, "test", root=data.root, image_size=data.image_size,
                             channels=data.channels, num_classes=data.num_classes)
     net = _build(data, test_set.shape, test_set.num_classes)
-    state = safe_load(path)
-    net.load_state_dict(state)
+    try:
+        load_weights(net, extract_state_dict(safe_load(path), prefer_ema=False), strict=True)
+    except DualatError as exc:
+        raise DualatError(f"evaluation network {path}: {exc}; give eval.evalnet=PATH of weights that "
+                          "`dualat train-evalnet` wrote for this dataset") from None
     return net.eval()
 
 

@@ -25,7 +25,7 @@ from ..evaluate import clean_accuracy, pgd_accuracy
 from ..metrics import frechet_distance, gaussian_stats
 from ..models import freeze_batchnorm
 from ..sgld import InitialDistribution, ReplayBuffer, sgld
-from .common import Diverged, generator, learning_rate, make_optimizer, maybe, seed_everything, set_lr, set_rng_state
+from .common import Diverged, generator, isolated_rng, learning_rate, make_optimizer, maybe, seed_everything, set_lr, set_rng_state
 from .log import Averager, progress
 
 
@@ -102,7 +102,10 @@ def run_jem(run, state: dict | None = None) -> dict:
             g.set_state(state["generators"][k])
         start, elapsed, cpu = state["iteration"], state["elapsed"], state.get("cpu_s", 0.0)
         set_rng_state(state["rng"])
-    probe = run.generation_probe()
+    probe = None
+    if start < j.iterations:
+        with isolated_rng():  # building the probe (it may train the evaluation network) moves no training RNG
+            probe = run.generation_probe()
     c0 = time.process_time()  # CPU seconds: a fairer cost than wall time on a shared machine
     avg, t0, last_eval, diverged = Averager(), time.time(), {}, None
     per_it = passes_per_iteration(j)

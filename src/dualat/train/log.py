@@ -14,6 +14,7 @@ class MetricLog:
 
     def __init__(self, run_dir: Path, tensorboard: bool = False):
         self.path = Path(run_dir) / "metrics.jsonl"
+        _drop_torn_line(self.path)
         self.writer = None
         if tensorboard:
             try:
@@ -45,6 +46,17 @@ class NullLog:
 
     def close(self) -> None:
         pass
+
+
+def _drop_torn_line(path: Path) -> None:
+    """A run killed in the middle of a write can leave half a line at the end; cut it off so the
+    resumed run's records start on a line of their own."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def _clean(record: dict) -> dict:

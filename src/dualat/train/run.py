@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoint import atomic_save, safe_load
+from ..checkpoint import atomic_save, atomic_write_text, extract_state_dict, safe_load
 from ..config import Config, from_dict, load_config, save_config, to_dict, parse_override
 from ..data import load_dataset, make_seed_source
 from ..errors import DualatError
@@ -45,12 +45,24 @@ class Run:
         self.train_set = load_dataset(d.name, "train", **kw)
         self.test_set = load_dataset(d.name, "test", **kw)
         shape = tuple(self.train_set.shape)
+        if tuple(self.test_set.shape) != shape:
+            raise DualatError(f"the {d.name} train split has inputs of shape {shape} but the test split "
+                              f"{tuple(self.test_set.shape)}; set data.image_size / data.channels or fix the files")
+        if list(self.train_set.classes) != list(self.test_set.classes):
+            only = sorted(set(self.train_set.classes) ^ set(self.test_set.classes))[:5]
+            raise DualatError(f"the {d.name} train and test splits have different classes "
+                              f"(e.g. {only or 'their order'}); give both splits the same class folders")
         self.seeds_train = make_seed_source(d.seeds, shape, "train", self.train_set, d.seed_folder, cfg.seed)
         self.seeds_test = make_seed_source(d.seeds, shape, "test", self.train_set, d.seed_folder, cfg.seed)
         seed_everything(cfg.seed)
-        self.model = create_model(cfg.model.name, num_classes=self.train_set.num_classes,
-                                  in_channels=shape[0], image_size=shape[-1], mean=d.mean, std=d.std,
-                                  **cfg.model.kwargs)
+        try:
+            self.model = create_model(cfg.model.name, num_classes=self.train_set.num_classes,
+                                      in_channels=shape[0], image_size=shape[-1], mean=d.mean, std=d.std,
+                                      **cfg.model.kwargs)
+        except (TypeError, ValueError, RuntimeError, MemoryError) as exc:  # e.g. model.kwargs={width: huge}
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise DualatError(f"cannot build model.name={cfg.model.name} with model.kwargs={cfg.model.kwargs} "
+                              f"({first})") from None
         if self.dist.enabled and cfg.distributed.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model = self.model.to(self.device)
@@ -156,15 +168,17 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise DualatError(f"cannot resume {run_dir}: no config.yaml there; give the run directory that `dualat train` wrote")
-        snapshot = yaml.safe_load((run_dir / "config.yaml").read_text())
+        snapshot = _read_snapshot(run_dir / "config.yaml")
         for text in overrides:
             keys, value = parse_override(text)
             node = snapshot
             for k in keys[:-1]:
-                node = node.setdefault(k, {})
+                if not isinstance(node.get(k), dict):
+                    node[k] = {}
+                node = node[k]
             node[keys[-1]] = value
         cfg = from_dict(snapshot)
-        state = safe_load(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else None
+        state = _read_state(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else None
         saved = state.get("world_size", 1) if state is not None else dist.world_size
         if saved != dist.world_size:
             raise DualatError(f"cannot resume {run_dir}: its last.pt was written by {saved} process(es), this launch "
@@ -190,11 +204,20 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
         problem = dist.broadcast(problem)  # decided before rank 0 writes anything there
         if problem:
             raise DualatError(problem)
+    if state is None and cfg.stage1.init:  # a bad weights file is refused before anything is written
+        try:
+            extract_state_dict(safe_load(cfg.stage1.init))
+        except DualatError as exc:
+            raise DualatError(f"config key stage1.init: {exc}") from None
+    run = Run(cfg, run_dir, show_progress, dist)  # data first: a data error leaves no half-made run directory
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        except OSError as exc:
+            raise DualatError(f"cannot write the run directory {run_dir} ({exc.strerror or exc}); "
+                              "choose a writable --out") from None
     dist.barrier()
-    run = Run(cfg, run_dir, show_progress, dist)
     run.log.write({"event": "start" if state is None else "resume", "stage": state and state["stage"],
                    "iteration": state and state["iteration"], "overrides": overrides,
                    "torch": torch.__version__, "python": platform.python_version(), "device": str(run.device),
@@ -207,7 +230,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
                 "values": {k: str(v) for k, v in exc.values.items()}}
         run.log.write({"event": "diverged", **info})
         if dist.is_main:
-            (run_dir / "diverged.json").write_text(json.dumps(info, indent=1))
+            atomic_write_text(run_dir / "diverged.json", json.dumps(info, indent=1))
         kept = "last.pt" if (run_dir / "last.pt").exists() else "no checkpoint yet"
         raise DualatError(f"{exc}; the last good checkpoint ({run_dir / kept}) was kept. Lower the learning rate "
                           f"(e.g. stage{exc.stage}.optim.lr=...) and continue with --resume {run_dir}") from None
@@ -215,9 +238,27 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
         run.log.close()
     summary["wall_s_this_session"] = round(time.time() - t0, 1)
     if dist.is_main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)}})
     return run_dir
+
+
+def _read_snapshot(path: Path) -> dict:
+    try:
+        snapshot = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DualatError(f"cannot resume: {path} is not readable YAML ({first})") from None
+    if not isinstance(snapshot, dict):
+        raise DualatError(f"cannot resume: {path} does not hold a config mapping")
+    return snapshot
+
+
+def _read_state(path: Path) -> dict:
+    state = safe_load(path)
+    if not isinstance(state, dict) or state.get("stage") not in (1, 2, "jem") or "iteration" not in state:
+        raise DualatError(f"cannot resume: {path} is not a `dualat train` checkpoint (no stage/iteration)")
+    return state
 
 
 def _run_stages(run: Run, state: dict | None) -> dict:
