@@ -92,7 +92,7 @@ def run_jem(run, state: dict | None = None) -> dict:
     gens = {"buffer": generator(cfg.seed * 1000 + 32), "sgld": generator(cfg.seed * 1000 + 33)}
     init = initial_distribution(run, run.train_set, shape)
     buffer = ReplayBuffer(j.buffer_size, init, j.reinit_prob, gens["buffer"])
-    start, elapsed, cpu = 0, 0.0, 0.0
+    start, elapsed, cpu, saved_eval = 0, 0.0, 0.0, {}
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -101,13 +101,14 @@ def run_jem(run, state: dict | None = None) -> dict:
         for k, g in gens.items():
             g.set_state(state["generators"][k])
         start, elapsed, cpu = state["iteration"], state["elapsed"], state.get("cpu_s", 0.0)
+        saved_eval = dict(state.get("last_eval", {}))
         set_rng_state(state["rng"])
     probe = None
     if start < j.iterations:
         with isolated_rng():  # building the probe (it may train the evaluation network) moves no training RNG
             probe = run.generation_probe()
     c0 = time.process_time()  # CPU seconds: a fairer cost than wall time on a shared machine
-    avg, t0, last_eval, diverged = Averager(), time.time(), {}, None
+    avg, t0, last_eval, diverged = Averager(), time.time(), saved_eval, None
     per_it = passes_per_iteration(j)
     bar = progress(j.iterations, start, "JEM (SGLD)", run.show_progress)
     done = start
@@ -136,6 +137,7 @@ def run_jem(run, state: dict | None = None) -> dict:
                                 "cpu_s": cpu + time.process_time() - c0,
                                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "buffer": buffer.state_dict(), "streams": {"train": stream.state_dict()},
+                                "last_eval": {k: v for k, v in last_eval.items() if isinstance(v, (int, float, str))},
                                 "generators": {k: g.get_state() for k, g in gens.items()}})
     except Diverged as exc:
         diverged = {"iteration": exc.iteration, "values": {k: str(v) for k, v in exc.values.items()},
