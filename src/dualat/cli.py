@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .errors import DualatError
+from .speed import keep_large_buffers
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,6 +201,7 @@ VERBS = {"train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sampl
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        keep_large_buffers()  # this process is the CLI's own: large tensor buffers stay in the heap
         return VERBS[args.verb](args)
     except DualatError as exc:
         print(f"dualat: error: {exc}", file=sys.stderr)

@@ -38,7 +38,8 @@ class DataConfig:
 class ModelConfig:
     name: str = "small_cnn"
     kwargs: dict = field(default_factory=dict)
-    channels_last: bool = False
+    channels_last: bool = False      # NHWC activations: faster convolutions (docs/performance.md)
+    compile: bool = False            # torch.compile the training/PGD forward (needs g++ on CPU)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from ..config import AttackConfig, Stage2Config
 from ..metrics import auroc
 from ..models import is_batchnorm_frozen
 from ..pgd import Unbounded, eval_mode, make_threat, pgd
+from ..speed import forward_of
 from .common import maybe
 
 
@@ -32,12 +33,14 @@ def adversarial_step(model, opt, x, y, attack: AttackConfig, generator=None, aut
     x_adv = adversarial_examples(model, x, y, attack, generator, autocast)
     model.train()
     with maybe(autocast):
-        logits = model(x_adv)
+        logits = forward_of(model)(x_adv)
     loss = F.cross_entropy(logits.float(), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
+    with torch.no_grad():  # one synchronisation for both numbers
+        loss_v, acc_v = torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()]).tolist()
+    return {"loss": loss_v, "adv_acc": acc_v}
 
 
 def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None, autocast=None) -> dict:
@@ -53,15 +56,16 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
     x_con = contrastive_samples(model, seeds, y_real, T, s2.step_size, s2.objective, autocast)
     x_adv = adversarial_examples(model, x_at, y_at, s2.attack, generator, autocast)
     model.train()
+    net = forward_of(model)
     with maybe(autocast):
         if is_batchnorm_frozen(model):
             # frozen BN makes every sample independent of its batch: one fused pass serves all three
-            logits = model(torch.cat([x_real, x_con, x_adv])).float()
+            logits = net(torch.cat([x_real, x_con, x_adv])).float()
             logits_gen, logits_adv = logits[: 2 * b], logits[2 * b:]
         else:
             # active BN (ablation): keep the batches' statistics apart, as the authors' code does
-            logits_gen = torch.cat([model(x_real), model(x_con)]).float()
-            logits_adv = model(x_adv).float()
+            logits_gen = torch.cat([net(x_real), net(x_con)]).float()
+            logits_adv = net(x_adv).float()
     s = torch.logsumexp(logits_gen, dim=1)
     target = torch.cat([torch.ones(b, device=s.device), torch.zeros(b, device=s.device)])
     bce = F.binary_cross_entropy_with_logits(s, target)
@@ -76,8 +80,11 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
             score = s.detach()
         else:
             score = logits_gen.detach().gather(1, torch.cat([y_real, y_real]).view(-1, 1)).squeeze(1)
-        auc = auroc(score[:b], score[b:])
-        s_cpu = s.detach().cpu()
-    return {"loss": loss.item(), "bce": bce.item(), "ce": ce.item(),
-            "adv_acc": (logits_adv.argmax(1) == y_at).float().mean().item(), "auc": auc,
-            "e_real": -s_cpu[:b].mean().item(), "e_contrastive": -s_cpu[b:].mean().item()}
+        acc = (logits_adv.argmax(1) == y_at).float().mean()
+        # one device-to-host copy for every statistic (each .item() would be a synchronisation)
+        stats = torch.stack([loss.detach(), bce.detach(), ce.detach(), acc, -s[:b].mean(), -s[b:].mean()])
+        host = torch.cat([stats, score.float()]).cpu()
+    auc = auroc(host[6:6 + b], host[6 + b:])
+    loss_v, bce_v, ce_v, acc_v, e_real, e_con = host[:6].tolist()
+    return {"loss": loss_v, "bce": bce_v, "ce": ce_v, "adv_acc": acc_v, "auc": auc,
+            "e_real": e_real, "e_contrastive": e_con}
