@@ -2,8 +2,9 @@
 
     python -m benchmarks.memory MODEL lib|ref DEVICE [--batch-size N] [--amp] [--compile]
 
-prints one JSON line. CPU: resident set size (RSS) before the step and the process's peak RSS
-(getrusage ru_maxrss) after it. CUDA: torch.cuda.max_memory_allocated around the step.
+prints one JSON line. CPU: resident set size (RSS) before the step and its high-water mark
+(VmHWM in /proc/self/status, reset just before the step; not getrusage's ru_maxrss, which a
+child inherits from the parent's RSS at fork). CUDA: torch.cuda.max_memory_allocated.
 The step runs with T = 1 and K = 1: PGD frees each step's graph, so more steps need no more memory.
 """
 from __future__ import annotations
@@ -19,6 +20,25 @@ import torch
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    """This process's RSS high-water mark (Linux VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start VmHWM afresh from the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def main(argv=None) -> None:
@@ -52,10 +72,11 @@ def measure(wl, variant: str) -> dict:
         out = {"what": "torch.cuda.max_memory_allocated", "before_bytes": before,
                "peak_bytes": torch.cuda.max_memory_allocated()}
     else:
+        reset = reset_peak_rss()
         before = rss_bytes()
         step()
-        out = {"what": "RSS (getrusage ru_maxrss)", "before_bytes": before,
-               "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        out = {"what": "RSS (VmHWM" + (", reset before the step)" if reset else ")"), "before_bytes": before,
+               "peak_bytes": peak_rss_bytes()}
     out["step_bytes"] = out["peak_bytes"] - out["before_bytes"]
     return out
 

@@ -65,7 +65,8 @@ def _model(key: str, m: dict) -> list[str]:
     lines = [f"## {m['title']}", "",
              f"Batch B = {B}, T = {m['T']} contrastive steps, K = {m['K']} attack steps; library memory format "
              f"{m['library_format']}, compiled: {m['compiled']}, bf16 autocast: {m['amp']}; "
-             f"{m['rounds']} interleaved repeats after one warm-up.", "",
+             f"{m['rounds']} interleaved repeats after {m['warmup_rounds']} warm-up round(s) of the steps "
+             "(single passes are always warmed up first).", "",
              "### (a)-(c) One DAT iteration", "",
              "| | library `dat_step` | straightforward `reference_dat_step` |", "|---|---|---|",
              f"| seconds / iteration, best (median) | {_f(t['lib_step']['best'])} ({_f(t['lib_step']['median'])}) "
@@ -74,6 +75,7 @@ def _model(key: str, m: dict) -> list[str]:
              f"| fraction of the pass bound | {lim['lib_fraction_of_bound']:.2f} | {lim['ref_fraction_of_bound']:.2f} |",
              f"| GFLOP/s of the method's FLOPs | {lim['lib_gflops']:.1f} ({100 * lim['lib_gflops'] / lim['matmul_gflops']:.0f}% "
              f"of matmul) | {lim['ref_gflops']:.1f} ({100 * lim['ref_gflops'] / lim['matmul_gflops']:.0f}%) |", "",
+             *_amp_lines(m),
              f"Library over straightforward: **x{st['speedup_best']:.2f}** on the best times, "
              f"x{st['speedup_median']:.2f} on the medians. The method's FLOPs per iteration: "
              f"{lim['step_flops'] / 1e9:.1f} GFLOP; the straightforward step adds {lim['ref_extra_flops'] / 1e9:.1f} "
@@ -133,6 +135,19 @@ def _model(key: str, m: dict) -> list[str]:
         for al, name in (("glibc", "glibc default"), ("kept", "keep_large_buffers")):
             lines.append(f"| {name} | " + " | ".join(f"{get[(b, al)]['images_per_s']:.0f}" for b in batches) + " |")
     return lines + [""]
+
+
+def _amp_lines(m: dict) -> list[str]:
+    v = m.get("amp_variant")
+    if not v:
+        return []
+    return ["", f"The same library step with `amp=true` (bf16 autocast on this CPU's native bf16), timed in the "
+            f"same rounds: **{v['s_per_it']:.3f} s** per iteration ({v['images_per_s']:.0f} images/s), "
+            f"x{v['speedup_over_lib']:.2f} over the float32 library step and x{v['speedup_over_ref']:.2f} over the "
+            f"straightforward one; its own bf16 pass bound ({_ms(v['input_grad_pass_s'])} input-gradient, "
+            f"{_ms(v['train_pass_s'])} training pass) is {_f(v['pass_bound_s'])} s, a fraction of "
+            f"{v['fraction_of_bound']:.2f}; {v['gflops']:.1f} GFLOP/s against a bf16 matmul's "
+            f"{v['matmul_bf16_gflops']:.0f}. Off by default: the training recipe's results were measured in float32.", ""]
 
 
 def _goals(r: dict) -> list[str]:

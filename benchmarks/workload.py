@@ -21,13 +21,18 @@ from dualat.config import load_config
 from dualat.models import create_model, forward_flops, freeze_batchnorm
 from dualat.pgd import eval_mode, input_grad_only
 from dualat.sample import generate
-from dualat.train.common import autocast_factory, make_optimizer, maybe
+from dualat.train.common import autocast_factory, cpu_has_bf16, make_optimizer, maybe
 from dualat.train.reference import reference_dat_step
 from dualat.train.steps import dat_step
 
 from .timing import count_flops
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def BF16_CPU():
+    """What `amp=true` gives on a CPU with native bf16 (train.common.autocast_factory)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class Workload:
 
     def __init__(self, key: str, device: torch.device, batch_size: int | None = None, amp: bool = False,
                  compile: bool = False, channels_last: bool | None = None, max_attack_steps: int | None = None,
-                 max_batch: int = 0):
+                 max_batch: int = 0, amp_variant: bool = False):
         spec = SPECS[key]
         overrides = [f"model.name={spec.model}"] if spec.model else []
         if batch_size:
@@ -77,6 +82,13 @@ class Workload:
         self.pass_models = {name: copy.deepcopy(base).to(memory_format=fmt) for name, fmt in FORMATS.items()}
         if self.compiled:
             speed.compile_model(self.pass_models[self.lib_format_name], device)
+        # amp_variant: also the library step with amp=true (bf16 autocast), on a CPU with native bf16
+        self.amp_variant = amp_variant and not amp and device.type == "cpu" and cpu_has_bf16()
+        if self.amp_variant:
+            self.lib_amp = copy.deepcopy(self.lib)
+            self.pass_models["amp"] = copy.deepcopy(self.pass_models[self.lib_format_name])
+            self.opt_lib_amp = make_optimizer(self.lib_amp.parameters(), self.s2.optim)
+            self.gen_lib_amp = torch.Generator().manual_seed(1)
         self.opt_lib = make_optimizer(self.lib.parameters(), self.s2.optim)
         self.opt_ref = make_optimizer(self.ref.parameters(), self.s2.optim)
         self.gen_lib, self.gen_ref = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
@@ -93,15 +105,17 @@ class Workload:
         return self.data[name][: n or self.B]
 
     # ------------------------------------------------------------------ the DAT step, both ways
-    def lib_step(self, T: int):
+    def lib_step(self, T: int, amp: bool = False):
+        """The library step; amp=True: the amp_variant copy under CPU bf16 autocast."""
         fmt, b = self.lib_format, self.B
         y = self.labels[:b]
+        model, opt, gen, autocast = ((self.lib_amp, self.opt_lib_amp, self.gen_lib_amp, BF16_CPU) if amp
+                                     else (self.lib, self.opt_lib, self.gen_lib, self.autocast))
 
         def step():
             speed.keep_large_buffers()
             x_r, x_a, seeds = (self.batch(n).contiguous(memory_format=fmt) for n in ("real", "adv", "seeds"))
-            return dat_step(self.lib, self.opt_lib, (x_r, y), seeds, (x_a, y), T, self.s2, self.gen_lib,
-                            self.autocast)
+            return dat_step(model, opt, (x_r, y), seeds, (x_a, y), T, self.s2, gen, autocast)
         return step
 
     def ref_step(self, T: int):
@@ -129,13 +143,18 @@ class Workload:
         return lib if which == "lib" else ref
 
     # ------------------------------------------------------------------ single passes (the limit)
+    def _pass_setup(self, fmt: str, batch: int):
+        """(model, its forward, inputs, labels, autocast) for a single pass; fmt 'amp' is the
+        library's format under CPU bf16 autocast."""
+        model = self.pass_models[fmt]
+        memory_format = self.lib_format if fmt == "amp" else FORMATS[fmt]
+        autocast = BF16_CPU if fmt == "amp" else self.autocast if fmt == self.lib_format_name else None
+        x = self.batch("real", batch).contiguous(memory_format=memory_format)
+        return model, speed.forward_of(model), x, self.labels[:batch], autocast
+
     def input_grad_pass(self, fmt: str, batch: int, keep: bool, backward: bool = False):
         """One PGD pass: forward + gradient w.r.t. the inputs only, model in eval mode."""
-        model = self.pass_models[fmt]
-        net = speed.forward_of(model)
-        x = self.batch("real", batch).contiguous(memory_format=FORMATS[fmt])
-        y = self.labels[:batch]
-        autocast = self.autocast if fmt == self.lib_format_name else None
+        model, net, x, y, autocast = self._pass_setup(fmt, batch)
 
         def run():
             (speed.keep_large_buffers if keep else speed.glibc_steady_state)()
@@ -151,11 +170,7 @@ class Workload:
 
     def train_pass(self, fmt: str, batch: int, keep: bool):
         """One training pass: forward + backward with the weights' gradients (no optimiser step)."""
-        model = self.pass_models[fmt]
-        net = speed.forward_of(model)
-        x = self.batch("real", batch).contiguous(memory_format=FORMATS[fmt])
-        y = self.labels[:batch]
-        autocast = self.autocast if fmt == self.lib_format_name else None
+        model, net, x, y, autocast = self._pass_setup(fmt, batch)
 
         def run():
             (speed.keep_large_buffers if keep else speed.glibc_steady_state)()

@@ -119,7 +119,7 @@ class Config:
     seed: int = 0
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     threads: int = 0           # torch CPU threads; 0 = leave PyTorch's default
-    amp: bool = False          # bf16 autocast on CUDA
+    amp: bool = False          # bf16 autocast on CUDA, or on a CPU with native bf16 (AMX / AVX512-BF16)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
