@@ -85,6 +85,7 @@ def _model(key: str, m: dict) -> list[str]:
              f"training pass {_ms(lim['train_pass_s'])} ({lim['train_pass_gflops']:.1f} GFLOP/s); "
              f"{lim['matmul_dtype']} matmul {lim['matmul_gflops']:.1f} GFLOP/s. One fused training pass over 3B "
              f"images: {_ms(t['train3/lib']['best'])} (3 separate passes of B: {_ms(3 * lim['train_pass_s'])}).", "",
+             *_thread_lines(m),
              "Single passes at batch B by memory format and allocator, best (median):", "",
              "| pass | contiguous, glibc | contiguous, kept | channels-last, glibc | channels-last, kept |",
              "|---|---|---|---|---|"]
@@ -135,6 +136,15 @@ def _model(key: str, m: dict) -> list[str]:
         for al, name in (("glibc", "glibc default"), ("kept", "keep_large_buffers")):
             lines.append(f"| {name} | " + " | ".join(f"{get[(b, al)]['images_per_s']:.0f}" for b in batches) + " |")
     return lines + [""]
+
+
+def _thread_lines(m: dict) -> list[str]:
+    th = m.get("threads")
+    if not th:
+        return []
+    return [f"Thread setting: the library's input-gradient pass takes {_ms(th['input_grad_pass_s'])} (median "
+            f"{_ms(th['median_s'])}) with {th['threads']} torch thread(s) and {_ms(th['other_input_grad_pass_s'])} "
+            f"(median {_ms(th['other_median_s'])}) with {th['other_threads']}, timed in the same rounds.", ""]
 
 
 def _amp_lines(m: dict) -> list[str]:

@@ -118,6 +118,10 @@ def measure_model(key: str, a, device: torch.device) -> dict:
             jobs[f"input_grad/{tag}"] = wl.input_grad_pass(fmt, B, keep)
             jobs[f"train/{tag}"] = wl.train_pass(fmt, B, keep)
     jobs["train3/lib"] = wl.train_pass(lib_fmt, 3 * B, True)
+    # thread setting: the library's input-gradient pass with the other thread count (1 <-> all cores)
+    threads, other = torch.get_num_threads(), 1 if torch.get_num_threads() > 1 else os.cpu_count() or 1
+    if other != threads:
+        jobs["input_grad/other_threads"] = with_threads(other, wl.input_grad_pass(lib_fmt, B, True))
     if wl.amp_variant:
         jobs["lib_amp_step"] = wl.lib_step(T, amp=True)
         jobs["input_grad/amp"] = wl.input_grad_pass("amp", B, True)
@@ -147,6 +151,11 @@ def measure_model(key: str, a, device: torch.device) -> dict:
         "input_grad_pass_gflops": flops["input_grad_pass"] / ig / 1e9,
         "train_pass_gflops": flops["train_pass"] / tr / 1e9,
     }
+    if other != threads:
+        out["threads"] = {"threads": threads, "input_grad_pass_s": times[f"input_grad/{lib_fmt}/kept"]["best"],
+                          "other_threads": other, "other_input_grad_pass_s": times["input_grad/other_threads"]["best"],
+                          "median_s": times[f"input_grad/{lib_fmt}/kept"]["median"],
+                          "other_median_s": times["input_grad/other_threads"]["median"]}
     out["step"] = {"lib_s_per_it": lib_t, "ref_s_per_it": ref_t, "lib_images_per_s": B / lib_t,
                    "ref_images_per_s": B / ref_t, "speedup_best": ref_t / lib_t,
                    "speedup_median": times["ref_step"]["median"] / times["lib_step"]["median"]}
@@ -199,6 +208,18 @@ def measure_model(key: str, a, device: torch.device) -> dict:
     else:
         out["t_sweep"] = out["batch_sweep"] = None
     return out
+
+
+def with_threads(n: int, fn):
+    """fn run with n torch threads, the process's setting restored afterwards."""
+    def run():
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(before)
+    return run
 
 
 def peak_memory(key: str, variant: str, a, batch: int) -> dict:
