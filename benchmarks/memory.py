@@ -6,6 +6,7 @@ prints one JSON line. CPU: resident set size (RSS) before the step and its high-
 (VmHWM in /proc/self/status, reset just before the step; not getrusage's ru_maxrss, which a
 child inherits from the parent's RSS at fork). CUDA: torch.cuda.max_memory_allocated.
 The step runs with T = 1 and K = 1: PGD frees each step's graph, so more steps need no more memory.
+'lib' runs with `speed.keep_large_buffers` (as `dualat train` does), 'ref' with glibc untouched.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import os
 import resource
 
 import torch
+
+from dualat import speed
 
 
 def rss_bytes() -> int:
@@ -56,6 +59,8 @@ def main(argv=None) -> None:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     lib = a.variant == "lib"
+    if lib and device.type == "cpu":
+        speed.keep_large_buffers()
     wl = Workload(a.model, device, a.batch_size, amp=a.amp and lib, compile=a.compile and lib, max_attack_steps=1)
     print(json.dumps(measure(wl, a.variant)))
 

@@ -21,10 +21,12 @@ HOW = """## How to read it
 - **Straightforward step**: `dualat.train.reference.reference_dat_step`, the structure of the
   authors' released code: the same PGD engine calls and losses, but three separate training
   forwards, a separate no-grad forward for the AUC, an `.item()` per number, default memory
-  format, glibc's own allocator behaviour (mmap above 32 MiB), fp32 and no compile. The two run
-  interleaved (A B A B ...) in the same process, so load from other jobs hits both.
+  format, fp32, no compile, in a process of its own that leaves glibc's allocator alone (as a
+  plain script would). The harness alternates between the two processes (A B A B ..., one working
+  at a time), so load from other jobs hits both.
 - **Pass bound** = (T + K) x (best input-gradient pass) + 3 x (best training pass), passes at
-  batch B timed in the same rounds, best over memory formats and allocator settings. The step's
+  batch B timed in the same rounds, best over memory formats and both processes ("kept": the
+  library's process with `keep_large_buffers`; "glibc": the plain process). The step's
   **fraction of the bound** = bound / step time (1.0 = nothing but the passes the method needs).
 - **FLOPs** are counted by `torch.utils.flop_counter` on one pass of each kind (convolutions and
   matrix multiplies, backward included: an input-gradient pass counts 2x a forward, a training

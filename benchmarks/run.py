@@ -29,6 +29,7 @@ from dualat import speed
 
 from . import memory, report
 from .timing import interleaved, linear_fit, matmul_job, summary
+from .plain import PlainProcess
 from .workload import FORMATS, SPECS, Workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,8 +100,18 @@ def machine(device: torch.device, threads: int) -> dict:
 
 
 def measure_model(key: str, a, device: torch.device) -> dict:
-    wl = Workload(key, device, a.batch_size, amp=a.amp, compile=a.compile,
-                  max_attack_steps=2 if a.quick else None, max_batch=max(a.batch_sweep), amp_variant=a.amp_variant)
+    shared = dict(batch_size=a.batch_size, max_attack_steps=2 if a.quick else None, max_batch=max(a.batch_sweep))
+    wl = Workload(key, device, amp=a.amp, compile=a.compile, amp_variant=a.amp_variant, **shared)
+    plain = PlainProcess(key, device, torch.get_num_threads(), **shared)
+    try:
+        return _measure(key, a, device, wl, plain)
+    finally:
+        plain.close()
+
+
+def _measure(key: str, a, device: torch.device, wl: Workload, plain: PlainProcess) -> dict:
+    """Every section for one model: `wl` is this process (the library's settings), `plain` the
+    straightforward side's own process (glibc untouched)."""
     rounds = a.rounds or ROUNDS[key]
     warm = 0 if a.quick else WARMUP[key]
     T, B, K = a.T, wl.B, wl.K
@@ -111,21 +122,20 @@ def measure_model(key: str, a, device: torch.device) -> dict:
 
     # (a) (b) (c): the steps, the single passes and a matmul, all interleaved in the same rounds
     mm, mm_flops = matmul_job(device, torch.bfloat16 if a.amp else torch.float32)
-    jobs = {"lib_step": wl.lib_step(T), "ref_step": wl.ref_step(T), "matmul": mm}
-    for fmt in FORMATS:
-        for keep in (True, False):
-            tag = f"{fmt}/{'kept' if keep else 'glibc'}"
-            jobs[f"input_grad/{tag}"] = wl.input_grad_pass(fmt, B, keep)
-            jobs[f"train/{tag}"] = wl.train_pass(fmt, B, keep)
-    jobs["train3/lib"] = wl.train_pass(lib_fmt, 3 * B, True)
+    jobs = {"lib_step": wl.lib_step(T), "ref_step": plain.job("ref_step", T), "matmul": mm}
+    for fmt in FORMATS:  # 'kept': here, with keep_large_buffers; 'glibc': in the plain process
+        for kind in ("input_grad", "train"):
+            jobs[f"{kind}/{fmt}/kept"] = getattr(wl, f"{kind}_pass")(fmt, B)
+            jobs[f"{kind}/{fmt}/glibc"] = plain.job(f"{kind}_pass", fmt, B)
+    jobs["train3/lib"] = wl.train_pass(lib_fmt, 3 * B)
     # thread setting: the library's input-gradient pass with the other thread count (1 <-> all cores)
     threads, other = torch.get_num_threads(), 1 if torch.get_num_threads() > 1 else os.cpu_count() or 1
     if other != threads:
-        jobs["input_grad/other_threads"] = with_threads(other, wl.input_grad_pass(lib_fmt, B, True))
+        jobs["input_grad/other_threads"] = with_threads(other, wl.input_grad_pass(lib_fmt, B))
     if wl.amp_variant:
         jobs["lib_amp_step"] = wl.lib_step(T, amp=True)
-        jobs["input_grad/amp"] = wl.input_grad_pass("amp", B, True)
-        jobs["train/amp"] = wl.train_pass("amp", B, True)
+        jobs["input_grad/amp"] = wl.input_grad_pass("amp", B)
+        jobs["train/amp"] = wl.train_pass("amp", B)
         jobs["matmul_bf16"] = matmul_job(device, torch.bfloat16)[0]
     for name, fn in jobs.items():
         if name not in ("lib_step", "ref_step"):
@@ -175,7 +185,7 @@ def measure_model(key: str, a, device: torch.device) -> dict:
 
     # (d) sampling
     s_rounds = rounds if key == "small_cnn" or a.quick else 1
-    st = interleaved({"lib": wl.sample("lib", a.sample_steps), "ref": wl.sample("ref", a.sample_steps)},
+    st = interleaved({"lib": wl.sample("lib", a.sample_steps), "ref": plain.job("sample", "ref", a.sample_steps)},
                      s_rounds, device, 0)
     s_bound = a.sample_steps * ig
     out["sampling"] = {"steps": a.sample_steps, "images": B, "rounds": s_rounds,
@@ -199,8 +209,10 @@ def measure_model(key: str, a, device: torch.device) -> dict:
         out["t_sweep"] = {"T": a.t_sweep, "best_s": [min(sw[t]) for t in a.t_sweep],
                           "median_s": [summary(sw[t])["median"] for t in a.t_sweep]}
         out["t_sweep"]["fit"] = linear_fit(a.t_sweep, out["t_sweep"]["best_s"])
-        bjobs = {(b, keep): wl.input_grad_pass(lib_fmt, b, keep) for b in a.batch_sweep
-                 for keep in (False, True)}
+        bjobs = {}
+        for b in a.batch_sweep:
+            bjobs[(b, False)] = plain.job("input_grad_pass", lib_fmt, b)
+            bjobs[(b, True)] = wl.input_grad_pass(lib_fmt, b)
         bs = interleaved(bjobs, rounds if a.quick else max(2, rounds - 2), device, warm)
         out["batch_sweep"] = {"format": lib_fmt, "rows": [
             {"batch": b, "allocator": "kept" if keep else "glibc", "best_s": min(t),

@@ -25,7 +25,8 @@ def clock(fn, device: torch.device) -> float:
 def interleaved(jobs: dict, rounds: int, device: torch.device, warmup: int = 1) -> dict:
     """Run every job once per round, in turn (A B C A B C ...), so machine noise hits all alike.
 
-    jobs: name -> fn(); returns name -> list of seconds (warm-up calls not included).
+    jobs: name -> fn(); a fn with `remote = True` (plain.py) times itself in its own process and
+    returns its seconds. Returns name -> list of seconds (warm-up calls not included).
     """
     for _ in range(warmup):
         for fn in jobs.values():
@@ -33,7 +34,7 @@ def interleaved(jobs: dict, rounds: int, device: torch.device, warmup: int = 1) 
     times = {name: [] for name in jobs}
     for _ in range(rounds):
         for name, fn in jobs.items():
-            times[name].append(clock(fn, device))
+            times[name].append(fn() if getattr(fn, "remote", False) else clock(fn, device))
     return times
 
 

@@ -2,10 +2,10 @@
 the straightforward reference does, plus the single passes that bound both.
 
 The library side is what `dualat train` does: the preset's memory format (inputs converted
-each iteration as Run.to_device does), the CPU allocator setting (`speed.keep_large_buffers`),
-bf16 autocast and torch.compile when asked for. The reference side is the authors' structure
-(`train.reference`) as a plain script runs it: default memory format, glibc's own allocator
-behaviour, fp32, no compile. Inputs are random tensors of the dataset's shape: the cost of a
+each iteration as Run.to_device does), bf16 autocast and torch.compile when asked for; the
+process that runs it calls `speed.keep_large_buffers` as `dualat train` does. The reference side
+is the authors' structure (`train.reference`) as a plain script runs it: default memory format,
+fp32, no compile, in a process of its own that leaves glibc's allocator alone (plain.py). Inputs are random tensors of the dataset's shape: the cost of a
 pass does not depend on pixel values, and no dataset has to be present.
 """
 from __future__ import annotations
@@ -113,7 +113,6 @@ class Workload:
                                      else (self.lib, self.opt_lib, self.gen_lib, self.autocast))
 
         def step():
-            speed.keep_large_buffers()
             x_r, x_a, seeds = (self.batch(n).contiguous(memory_format=fmt) for n in ("real", "adv", "seeds"))
             return dat_step(model, opt, (x_r, y), seeds, (x_a, y), T, self.s2, gen, autocast)
         return step
@@ -122,7 +121,6 @@ class Workload:
         y = self.labels[: self.B]
 
         def step():
-            speed.glibc_steady_state()
             return reference_dat_step(self.ref, self.opt_ref, (self.batch("real"), y), self.batch("seeds"),
                                       (self.batch("adv"), y), T, self.s2, self.gen_ref)
         return step
@@ -132,13 +130,11 @@ class Workload:
         y = self.labels[: self.B]
 
         def lib():
-            speed.keep_large_buffers()
             seeds = self.batch("seeds").contiguous(memory_format=self.lib_format)
             return generate(self.lib, seeds, y, steps, 2 * self.s2.step_size, batch_size=self.B,
                             autocast=self.autocast)
 
         def ref():
-            speed.glibc_steady_state()
             return generate(self.ref, self.batch("seeds"), y, steps, 2 * self.s2.step_size, batch_size=self.B)
         return lib if which == "lib" else ref
 
@@ -152,12 +148,11 @@ class Workload:
         x = self.batch("real", batch).contiguous(memory_format=memory_format)
         return model, speed.forward_of(model), x, self.labels[:batch], autocast
 
-    def input_grad_pass(self, fmt: str, batch: int, keep: bool, backward: bool = False):
+    def input_grad_pass(self, fmt: str, batch: int, backward: bool = False):
         """One PGD pass: forward + gradient w.r.t. the inputs only, model in eval mode."""
         model, net, x, y, autocast = self._pass_setup(fmt, batch)
 
         def run():
-            (speed.keep_large_buffers if keep else speed.glibc_steady_state)()
             with eval_mode(model), input_grad_only(model):
                 xx = x.detach().requires_grad_(True)
                 with maybe(autocast):
@@ -168,12 +163,11 @@ class Workload:
                     torch.autograd.grad(value, xx)
         return run
 
-    def train_pass(self, fmt: str, batch: int, keep: bool):
+    def train_pass(self, fmt: str, batch: int):
         """One training pass: forward + backward with the weights' gradients (no optimiser step)."""
         model, net, x, y, autocast = self._pass_setup(fmt, batch)
 
         def run():
-            (speed.keep_large_buffers if keep else speed.glibc_steady_state)()
             model.train()
             model.zero_grad(set_to_none=True)
             with maybe(autocast):
@@ -191,6 +185,6 @@ class Workload:
             with torch.no_grad(), eval_mode(model):
                 model(x)
         return {"forward": count_flops(forward),
-                "input_grad_pass": count_flops(self.input_grad_pass(fmt, self.B, True, backward=True)),
-                "train_pass": count_flops(self.train_pass(fmt, self.B, True)),
+                "input_grad_pass": count_flops(self.input_grad_pass(fmt, self.B, backward=True)),
+                "train_pass": count_flops(self.train_pass(fmt, self.B)),
                 "forward_per_image_models_forward_flops": self.forward_flops}

@@ -62,9 +62,8 @@ def keep_large_buffers() -> bool:
 
 
 def glibc_steady_state() -> bool:
-    """What glibc does on its own once warmed up: mmap above 32 MiB, trim above 64 MiB.
-
-    The benchmark's straightforward reference runs under this setting, as a plain script would.
+    """Undo `keep_large_buffers` as far as glibc allows: mmap above 32 MiB, trim above 64 MiB,
+    the thresholds glibc's own dynamic adjustment ends at (it cannot be switched back on).
     """
     ok = set_malloc_thresholds(*GLIBC_STEADY_STATE)
     if ok:
