@@ -37,16 +37,15 @@ HOW = """## How to read it
   median is given beside it.
 """
 
-ALLOCATOR = """## The CPU allocator (why bigger batches looked slower)
+ALLOCATOR = """## The CPU allocator setting
 
 glibc serves a buffer above its mmap threshold (which it raises by itself to at most 32 MiB)
-from `mmap` and unmaps it on free, so every pass whose activations exceed 32 MiB page-faults all
-of them afresh. That is the batch-size cliff of table (g) and the PreAct-ResNet-18's loss at
-batch 128 in the format/allocator table. `dualat.speed.keep_large_buffers()` (glibc `mallopt`:
-buffers below 1 GiB from the heap, no trimming) removes it; `dualat train` and the `dualat` CLI
-call it on CPU. The cost: memory freed by the process is kept for reuse instead of being returned
-(the peak is what it was; see (e)). Library users driving the functions from their own script can
-call it themselves.
+from `mmap` and unmaps it on free, so a pass whose activations exceed 32 MiB page-faults all of
+them afresh, every time (tests/test_speed.py counts the faults). `dualat.speed.keep_large_buffers()`
+(glibc `mallopt`: buffers below 1 GiB from the heap, no trimming) keeps them; `dualat train` and
+the `dualat` CLI call it on CPU, and library users can call it from their own scripts. What it is
+worth on this machine is the "kept" against the "glibc" columns above and table (g); its cost is
+that freed memory stays with the process for reuse, and the peak of (e).
 """
 
 
@@ -135,7 +134,7 @@ def _model(key: str, m: dict) -> list[str]:
         get = {(r["batch"], r["allocator"]): r for r in rows}
         lines += [f"Images / s of one input-gradient pass ({m['batch_sweep']['format']}), best repeat:", "",
                   "| batch | " + " | ".join(str(b) for b in batches) + " |", "|---" * (len(batches) + 1) + "|"]
-        for al, name in (("glibc", "glibc default"), ("kept", "keep_large_buffers")):
+        for al, name in (("glibc", "plain process (glibc untouched)"), ("kept", "library process (keep_large_buffers)")):
             lines.append(f"| {name} | " + " | ".join(f"{get[(b, al)]['images_per_s']:.0f}" for b in batches) + " |")
     return lines + [""]
 

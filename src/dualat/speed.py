@@ -4,8 +4,8 @@ Why the allocator matters (docs/performance.md, section g): glibc serves a buffe
 mmap threshold (which it raises by itself to at most 32 MiB) straight from mmap and gives it
 back to the kernel on free, so every pass that needs such buffers page-faults all of their
 pages again. A batch of 384 small-CNN activations (the fused DAT training pass) or 128
-PreAct-ResNet-18 activations is above that ceiling, which is why bigger batches looked slower
-per image on 2 CPU cores. `keep_large_buffers()` keeps buffers below 1 GiB in the heap and
+PreAct-ResNet-18 activations is above that ceiling (part of why bigger batches can run slower
+per image on CPU). `keep_large_buffers()` keeps buffers below 1 GiB in the heap and
 stops trimming it; freed memory then stays with the process for reuse (the peak is unchanged,
 RSS just does not shrink back afterwards).
 
