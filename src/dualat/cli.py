@@ -6,6 +6,7 @@ import os
 import sys
 
 from .errors import DualatError
+from .speed import keep_large_buffers
 
 
 class _Parser(argparse.ArgumentParser):
@@ -273,6 +274,7 @@ def _close_bars() -> None:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        keep_large_buffers()  # this process is the CLI's own: large tensor buffers stay in the heap
         return VERBS[args.verb](args)
     except DualatError as exc:
         _close_bars()

@@ -39,7 +39,8 @@ class DataConfig:
 class ModelConfig:
     name: str = "small_cnn"
     kwargs: dict = field(default_factory=dict)
-    channels_last: bool = False
+    channels_last: bool = False      # NHWC activations: faster convolutions (docs/performance.md)
+    compile: bool = False            # torch.compile the training/PGD forward (needs g++ on CPU)
 
 
 @dataclass
@@ -148,7 +149,7 @@ class Config:
     seed: int = 0
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     threads: int = 0           # torch CPU threads; 0 = leave PyTorch's default
-    amp: bool = False          # bf16 autocast on CUDA
+    amp: bool = False          # bf16 autocast on CUDA, or on a CPU with native bf16 (AMX / AVX512-BF16)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 import yaml
 
 from .checkpoint import extract_state_dict, file_hash, load_weights, safe_load
@@ -95,6 +96,8 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     weights = state["ema"]["model"] if which == "ema" and isinstance(state.get("ema"), dict) else extract_state_dict(state, prefer_ema=False)
     load_weights(model, weights, strict=True)
     model.to(device).eval()
+    if cfg.model.channels_last and len(shape) == 3:  # sample / evaluate in the format the run trained in
+        model = model.to(memory_format=torch.channels_last)
     curriculum_T = None
     if run_dir is not None and (run_dir / "last.pt").is_file():
         last = safe_load(run_dir / "last.pt")

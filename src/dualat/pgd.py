@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DualatError
+from .speed import forward_of
 
 
 def _per_sample_norm(g: torch.Tensor) -> torch.Tensor:
@@ -183,11 +184,12 @@ def pgd(model, x0: torch.Tensor, y: torch.Tensor | None = None, *, objective: st
     x0 = x0.detach()
     x = threat.random_perturb(x0, generator) if random_start else x0.clone()
     velocity = None
+    net = forward_of(model)  # the compiled forward when model.compile is on
     with input_grad_only(model):
         for i in range(steps):
             x.requires_grad_(True)
             with autocast() if autocast else contextlib.nullcontext():
-                value = fn(model(x), y).float().sum()
+                value = fn(net(x), y).float().sum()
             (g,) = torch.autograd.grad(value, x)
             if momentum > 0:
                 g = g / (_per_sample_norm(g) + 1e-12)

@@ -18,6 +18,7 @@ from ..evaluate import GenerationProbe, reference_stats
 from ..images import class_grid, save_png
 from ..models import create_model
 from .. import distributed
+from ..speed import compile_model, keep_large_buffers
 from .common import Diverged, autocast_factory, parameters_finite, resolve_device, rng_state, seed_everything
 from .dat import run_stage2
 from .jem import run_jem
@@ -69,6 +70,10 @@ class Run:
         self.memory_format = torch.channels_last if cfg.model.channels_last and len(shape) == 3 else None
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=self.memory_format)
+        if self.device.type == "cpu":
+            keep_large_buffers()  # no page-fault storm on large activations (docs/performance.md)
+        if cfg.model.compile:
+            compile_model(self.model, self.device)
         self.log = MetricLog(run_dir, cfg.log.tensorboard) if self.dist.is_main else NullLog()
 
     def trainer(self) -> torch.nn.Module:

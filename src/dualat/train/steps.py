@@ -8,6 +8,7 @@ from ..config import AttackConfig, Stage2Config
 from ..metrics import auroc
 from ..models import is_batchnorm_frozen
 from ..pgd import Unbounded, eval_mode, make_threat, pgd
+from ..speed import forward_of
 from .common import maybe
 
 
@@ -34,27 +35,24 @@ def adversarial_step(model, opt, x, y, attack: AttackConfig, generator=None, aut
     under torchrun); PGD always runs on `model` itself.
     """
     x_adv = adversarial_examples(model, x, y, attack, generator, autocast)
-    model.train()
-    with maybe(autocast):
-        logits = (trainer or model)(x_adv)
-    loss = F.cross_entropy(logits.float(), y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
+    m = plain_step(model, opt, x_adv, y, autocast, trainer)
+    return {"loss": m["loss"], "adv_acc": m["acc"]}
 
 
 def plain_step(model, opt, x, y, autocast=None, trainer=None) -> dict:
-    """Standard (non-robust) training: cross-entropy on clean images; the study's plain baseline.
-    trainer: the DistributedDataParallel wrapper of `model` under torchrun."""
+    """Cross-entropy training on the batch as given: clean images for the study's plain
+    (non-robust) baseline, PGD examples inside adversarial_step. trainer: the
+    DistributedDataParallel wrapper of `model` under torchrun."""
     model.train()
     with maybe(autocast):
-        logits = (trainer or model)(x)
+        logits = (trainer or forward_of(model))(x)
     loss = F.cross_entropy(logits.float(), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item()}
+    with torch.no_grad():  # one synchronisation for both numbers
+        loss_v, acc_v = torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()]).tolist()
+    return {"loss": loss_v, "acc": acc_v}
 
 
 def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None, autocast=None,
@@ -74,7 +72,7 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
     x_con = contrastive_samples(model, seeds, y_real, T, s2.step_size, s2.objective, autocast)
     x_adv = adversarial_examples(model, x_at, y_at, s2.attack, generator, autocast)
     model.train()
-    net = trainer or model
+    net = trainer or forward_of(model)
     with maybe(autocast):
         if is_batchnorm_frozen(model):
             # frozen BN makes every sample independent of its batch: one fused pass serves all three
@@ -98,11 +96,15 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
             score = s.detach()
         else:
             score = logits_gen.detach().gather(1, torch.cat([y_real, y_real]).view(-1, 1)).squeeze(1)
-        pair = torch.stack([score[:b], score[b:]])
-        if gather is not None:
+        acc = (logits_adv.argmax(1) == y_at).float().mean()
+        pair = torch.stack([score[:b], score[b:]]).float()
+        if gather is not None:  # under torchrun: every process's scores, so the AUC is the global one
             pair = gather(pair)
-        auc = auroc(pair[0], pair[1])
-        s_cpu = s.detach().cpu()
-    return {"loss": loss.item(), "bce": bce.item(), "ce": ce.item(),
-            "adv_acc": (logits_adv.argmax(1) == y_at).float().mean().item(), "auc": auc,
-            "e_real": -s_cpu[:b].mean().item(), "e_contrastive": -s_cpu[b:].mean().item()}
+        # one device-to-host copy for every statistic (each .item() would be a synchronisation)
+        stats = torch.stack([loss.detach(), bce.detach(), ce.detach(), acc, -s[:b].mean(), -s[b:].mean()])
+        host = torch.cat([stats, pair.flatten()]).cpu()
+    n = pair.shape[1]
+    auc = auroc(host[6:6 + n], host[6 + n:])
+    loss_v, bce_v, ce_v, acc_v, e_real, e_con = host[:6].tolist()
+    return {"loss": loss_v, "bce": bce_v, "ce": ce_v, "adv_acc": acc_v, "auc": auc,
+            "e_real": e_real, "e_contrastive": e_con}

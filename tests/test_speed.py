@@ -1,0 +1,103 @@
+"""Speed settings: the CPU allocator stops re-faulting large buffers; optional torch.compile."""
+import copy
+import resource
+import sys
+
+import pytest
+import torch
+
+from dualat import speed
+from dualat.config import load_config
+from dualat.errors import DualatError
+from dualat.models import create_model
+from dualat.pgd import pgd
+
+
+def _faults_of_large_buffers() -> int:
+    """Minor page faults of 4 rounds of allocate-fill-free of a 40 MiB buffer (after two warm-ups:
+    the heap may take two rounds to grow to it)."""
+    def once():
+        t = torch.empty(10 << 20)
+        t.fill_(1.0)
+        del t
+    once()
+    once()
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(4):
+        once()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_keep_large_buffers_stops_page_faults_on_reuse():
+    if not speed.glibc_steady_state():
+        pytest.skip("no glibc mallopt here")
+    default = _faults_of_large_buffers()          # above 32 MiB: mmap, unmap, fault again
+    assert speed.keep_large_buffers() and speed.allocator_setting().startswith("heap")
+    kept = _faults_of_large_buffers()
+    assert default > 0 and kept < default / 2
+
+
+def test_compile_matches_eager_and_stays_off_copies_and_checkpoints():
+    torch.manual_seed(0)
+    model = create_model("mlp", 3, 2)
+    x, y = torch.rand(16, 2), torch.randint(0, 3, (16,))
+    eager = pgd(model, x, y, objective="class_logit", steps=2)
+    keys = list(model.state_dict())
+    try:
+        if not speed.compile_model(model):
+            pytest.skip("torch.compile unavailable here (the warning path is tested below)")
+        assert speed.forward_of(model) is not model
+        torch.testing.assert_close(pgd(model, x, y, objective="class_logit", steps=2), eager, rtol=1e-5, atol=1e-6)
+        assert list(model.state_dict()) == keys                 # checkpoints unchanged
+        twin = copy.deepcopy(model)                              # e.g. the EMA copy
+        assert speed.forward_of(twin) is twin
+    finally:
+        speed.uncompile_model(model)
+    assert speed.forward_of(model) is model
+
+
+def test_compile_without_a_compiler_warns_and_runs_eagerly(monkeypatch):
+    monkeypatch.setattr(speed, "_cxx_compiler", lambda: None)
+    model = create_model("mlp", 3, 2)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler .* running eagerly"):
+        assert speed.compile_model(model, "cpu") is False
+    assert speed.forward_of(model) is model
+
+
+def test_model_compile_is_a_validated_config_key():
+    assert load_config("toy2d", ["model.compile=true"]).model.compile is True
+    with pytest.raises(DualatError, match="model.compile must be true or false"):
+        load_config("toy2d", ["model.compile=fast"])
+
+
+def test_amp_on_cpu_is_bf16_autocast_where_native_else_ignored(monkeypatch):
+    from dualat.train import common
+    cpu = torch.device("cpu")
+    assert common.autocast_factory(cpu, False) is None
+    if common.cpu_has_bf16():
+        with common.autocast_factory(cpu, True)():
+            assert torch.nn.Linear(4, 4)(torch.rand(2, 4)).dtype == torch.bfloat16
+    monkeypatch.setattr(common, "cpu_has_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bf16"):
+        assert common.autocast_factory(cpu, True) is None
+
+
+def test_dat_step_under_cpu_bf16_gives_the_float32_losses_roughly():
+    from dualat.train import common
+    from dualat.train.steps import dat_step
+    from dualat.models import freeze_batchnorm
+    if not common.cpu_has_bf16():
+        pytest.skip("no native bf16 on this CPU")
+    s2 = load_config("digits").stage2
+    torch.manual_seed(0)
+    model = freeze_batchnorm(create_model("small_cnn", 10, 1, 8))
+    g = torch.Generator().manual_seed(0)
+    x, seeds, y = torch.rand(32, 1, 8, 8, generator=g), torch.rand(32, 1, 8, 8, generator=g), torch.arange(32) % 10
+    out = []
+    for autocast in (None, common.autocast_factory(torch.device("cpu"), True)):
+        m = copy.deepcopy(model)
+        opt = common.make_optimizer(m.parameters(), s2.optim)
+        out.append(dat_step(m, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1), autocast))
+    for key in ("bce", "ce", "e_real", "e_contrastive"):
+        assert out[1][key] == pytest.approx(out[0][key], rel=0.05, abs=0.02), key
