@@ -81,7 +81,22 @@ for fault, override in [
 ]:
     row(f"config: {fault}", f"`dualat train digits {override[:60]}`", cli("train", "digits", override, "--out",
                                                                             str(TMP / "never")))
-row("config: batch size not divisible by the world size", "covered by the DDP work (issue #8)", "(filled in by the lead)")
+def torchrun(*argv) -> str:
+    """Launch `torchrun --standalone --nproc_per_node=2 -m dualat ARGV`: its exit code and the
+    processes' first error line."""
+    import subprocess
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "dualat", *argv], capture_output=True, text=True, env=env, timeout=300)
+    lines = [l for l in (p.stdout + p.stderr).splitlines() if l.startswith("dualat: error:")]
+    text = lines[0] if lines else "(no error line)"
+    return (f"exit {p.returncode}, {len(lines)} processes printed: `{text.replace(str(TMP), '$TMP')}`"
+            + (", then torchrun's report of the failed processes" if "FAILED" in p.stdout + p.stderr else ""))
+
+
+row("config: batch size not divisible by the world size",
+    f"`torchrun --standalone --nproc_per_node=2 -m dualat train digits stage2.batch_size=63 --out {TMP / 'ws'}`",
+    torchrun("train", "digits", "stage2.batch_size=63", "--out", str(TMP / "ws")))
 (TMP / "bad.yaml").write_text("stage1: [unclosed")
 row("config: file that is not YAML", "`dualat train $TMP/bad.yaml`", cli("train", str(TMP / "bad.yaml")))
 row("config: preset that does not exist", "`dualat train no_such_preset`", cli("train", "no_such_preset"))
