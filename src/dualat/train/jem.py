@@ -26,6 +26,7 @@ from ..metrics import frechet_distance, gaussian_stats
 from ..models import freeze_batchnorm
 from ..sgld import InitialDistribution, ReplayBuffer, sgld
 from .common import Diverged, generator, isolated_rng, learning_rate, make_optimizer, maybe, seed_everything, set_lr, set_rng_state
+from .dat import _plain
 from .log import Averager, progress
 
 
@@ -137,7 +138,7 @@ def run_jem(run, state: dict | None = None) -> dict:
                                 "cpu_s": cpu + time.process_time() - c0,
                                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "buffer": buffer.state_dict(), "streams": {"train": stream.state_dict()},
-                                "last_eval": {k: v for k, v in last_eval.items() if isinstance(v, (int, float, str))},
+                                "last_eval": _plain(last_eval),
                                 "generators": {k: g.get_state() for k, g in gens.items()}})
     except Diverged as exc:
         diverged = {"iteration": exc.iteration, "values": {k: str(v) for k, v in exc.values.items()},
@@ -154,8 +155,8 @@ def run_jem(run, state: dict | None = None) -> dict:
         run.write(model.state_dict(), "model.safetensors")
         run.write({"images": buffer.images}, "replay_buffer.safetensors")
     rate = buffer.restarts / max(buffer.draws, 1)
-    return {**last_eval, "method": "jem", "iterations_done": done if diverged is None else diverged["iteration"] - 1,
-            "passes": (done if diverged is None else diverged["iteration"] - 1) * per_it,
+    completed = done if diverged is None else diverged["iteration"] - 1  # a diverged step is never applied
+    return {**last_eval, "method": "jem", "iterations_done": completed, "passes": completed * per_it,
             "passes_per_iteration": per_it, "wall_s": round(elapsed, 1),
             "cpu_s": round(cpu, 1), "diverged": diverged,
             "buffer_restart_rate": round(rate, 4)}
