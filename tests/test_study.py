@@ -54,3 +54,45 @@ def test_study_bad_arguments_are_one_line(tmp_path, capsys):
         study("digits", seeds=1, out=tmp_path, ablations=["bn"])
     assert main(["study", "digits", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_claims_share_work_and_stale_claims_are_taken(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from dualat.worklock import claim
+    lock = tmp_path / "c" / "x"
+    with claim(lock) as first:
+        assert first and lock.is_file()
+        with claim(lock) as second:
+            assert not second                       # held by a live process (this one)
+    assert not lock.exists()                        # released
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
+    with claim(lock) as taken:
+        assert taken                                # its owner is gone: stale, taken over
+
+
+def test_study_skips_what_another_process_claimed(tiny_study, monkeypatch):
+    import shutil
+
+    import dualat.study as st
+    abl = tiny_study / "ablations" / "t_max_20"     # as if killed before its first checkpoint
+    for p in abl.iterdir():
+        if p.name != "config.yaml":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    (tiny_study / "seed1" / "jem" / "eval-study-model-sgld" / "metrics.json").unlink()
+    calls = []
+    monkeypatch.setattr(st.time, "sleep", lambda s: calls.append(s) or claimed.unlink())
+    claimed = tiny_study / ".claims" / "seed1-jem-model-sgld"
+    claimed.parent.mkdir(exist_ok=True)
+    claimed.write_text(json.dumps({"host": "another-machine", "pid": 1}))
+    study("digits", seeds=2, out=tiny_study, overrides=TINY_DIGITS + TINY_JEM, ablations=["t_max_20"],
+          show_progress=False, **SIZES)
+    assert calls == [60]                            # waited once for the other process, then did the row
+    assert (abl / "summary.json").is_file() and list(abl.parent.glob("t_max_20.unstarted-*/config.yaml"))
+    assert (tiny_study / "seed1" / "jem" / "eval-study-model-sgld" / "metrics.json").is_file()
+    fresh = json.loads((tiny_study / "results.json").read_text())["rows"]["JEM (fresh SGLD chains)"]
+    buffer = json.loads((tiny_study / "results.json").read_text())["rows"]["JEM (replay buffer)"]
+    assert [r["clean_acc"] for r in fresh] == [r["clean_acc"] for r in buffer]

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("config", help="YAML file or preset name (e.g. fashion_mnist)")
     st.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
     st.add_argument("--seeds", type=int, default=3)
-    st.add_argument("--out", help="study folder (default runs/study-<config>); rerun to continue an unfinished study")
+    st.add_argument("--out", help="study folder (default runs/study-<config>); rerun to continue an unfinished study, "
+                         "or start the same command again meanwhile to share the work")
     st.add_argument("--n-autoattack", type=int, default=1000, help="test images for AutoAttack L2 (0: skip)")
     st.add_argument("--n-samples", type=int, default=2000, help="samples per model for the generative metrics")
     st.add_argument("--n-ref", type=int, default=10000, help="test images for the reference statistics")

@@ -5,7 +5,9 @@ adversarial training" row, evaluated as a generator with the same PGD sampler) a
 budget of its config; every model evaluated by the same `evaluate()`; then a results table
 (mean ± std over seeds), ablations of DAT (seed 0, from the seed-0 stage-1 weights) and a
 self-contained HTML report. Resumable: finished runs and evaluations are kept, an unfinished run
-continues from its last checkpoint, so the study can span several sessions.
+continues from its last checkpoint, so the study can span several sessions. Parallel: start the
+same command several times (one per GPU, or per core with threads=1); the processes claim runs and
+evaluations (OUT/.claims/) and each waits for the others before writing the table.
 
 Layout of OUT: seed<k>/{plain,dat,jem}/ (run directories with their eval-study-* folders),
 ablations/<name>/, results.json, results.md, report.html (+ report_files/).
@@ -26,6 +28,7 @@ from .errors import DualatError
 from .evaluate.run import evaluate
 from .train import train
 from .train.log import read_log
+from .worklock import claim
 
 # (row name, run folder, checkpoint, sampler)
 ROWS = [("plain classifier", "plain", "stage1", "pgd"),
@@ -39,6 +42,8 @@ ABLATIONS = {
     "batchnorm_active": ["stage2.freeze_bn=false"],
     "noise_seeds": ["data.seeds=noise"],
 }
+# the fresh-chain JEM row evaluates the replay-buffer row's weights: these columns are that model's
+SHARED_BY_JEM_ROWS = ("clean_acc", "autoattack_L2_acc", "pgd_L2_acc")
 COLUMNS = [("clean_acc", "clean acc", 100, "{:.2f}"), ("autoattack_L2_acc", "AutoAttack L2", 100, "{:.2f}"),
            ("pgd_L2_acc", "PGD-20 L2", 100, "{:.2f}"), ("fd", "FD (evalnet)", 1, "{:.2f}"),
            ("inception_score", "IS (evalnet)", 1, "{:.2f}"), ("precision", "precision", 1, "{:.3f}"),
@@ -60,8 +65,17 @@ def ensure_run(config, overrides: list[str], out: Path, show_progress: bool) -> 
     elif (out / "config.yaml").is_file() and (out / "last.pt").is_file() and not (out / "diverged.json").is_file():
         _train_recording(None, [], out, show_progress, resume=True)
     elif not (out / "diverged.json").is_file():
+        if (out / "config.yaml").is_file():   # stopped before its first checkpoint: nothing to resume
+            aside = out.with_name(f"{out.name}.unstarted-{int(time.time())}")
+            out.rename(aside)
+            _say(show_progress, f"{out} had no checkpoint yet; its files moved to {aside}, training it afresh")
         _train_recording(config, overrides, out, show_progress)
     return {"dir": out, "diverged": _diverged(out)}
+
+
+def _done(run_dir: Path) -> bool:
+    """A run the study can evaluate: finished, or stopped by a recorded divergence."""
+    return (run_dir / "summary.json").is_file() or (run_dir / "diverged.json").is_file()
 
 
 def _train_recording(config, overrides, out: Path, show_progress: bool, resume: bool = False) -> None:
@@ -102,7 +116,8 @@ def passes_and_wall(run_dir: Path, which: str) -> tuple[float, float]:
     return passes, wall1 + float((summary.get("stage2") or {}).get("wall_s", math.nan))
 
 
-def evaluate_row(run_dir: Path, checkpoint: str, sampler: str, settings: dict, show_progress: bool) -> dict:
+def evaluate_row(run_dir: Path, checkpoint: str, sampler: str, settings: dict, show_progress: bool,
+                 robust: bool = True) -> dict:
     """The study's evaluation of one model (cached in RUN/eval-study-<checkpoint>-<sampler>)."""
     out = run_dir / f"eval-study-{checkpoint}-{sampler}"
     if (out / "metrics.json").is_file():
@@ -111,8 +126,8 @@ def evaluate_row(run_dir: Path, checkpoint: str, sampler: str, settings: dict, s
     steps = settings["sample_steps"] if sampler == "pgd" else (settings["sgld_steps"] if sampler == "sgld" else None)
     if sampler == "pgd" and steps is None:
         steps = cfg.stage2.t_max
-    return evaluate(run_dir, checkpoint, robust=True, generative=True, ood=False, calibrate=True,
-                    norm="L2", n=settings["n_test"], pgd_steps=20, autoattack=settings["n_autoattack"] > 0,
+    return evaluate(run_dir, checkpoint, robust=robust, generative=True, ood=False, calibrate=robust,
+                    norm="L2", n=settings["n_test"], pgd_steps=20, autoattack=robust and settings["n_autoattack"] > 0,
                     n_autoattack=settings["n_autoattack"] or None, n_samples=settings["n_samples"],
                     steps=steps, step_size=settings["sample_step_size"] if sampler == "pgd" else None,
                     ref_split="test", n_ref=settings["n_ref"], sampler=sampler, out=out,
@@ -148,24 +163,15 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
                 "sample_steps": sample_steps or base.stage2.t_max, "sample_step_size": step_size,
                 "sgld_steps": sgld_steps or base.stage2.t_max}
     t0 = time.time()
-    per_row: dict[str, list[dict]] = {name: [] for name, *_ in ROWS}
-    for s in range(seeds):
-        for method in ("plain", "dat", "jem"):
-            _say(show_progress, f"== seed {s}: {method}")
-            ensure_run(config, list(overrides) + [f"method={method}", f"seed={s}"], out / f"seed{s}" / method,
-                       show_progress)
-        for name, folder, checkpoint, sampler in ROWS:
-            run_dir = out / f"seed{s}" / folder
-            div = _diverged(run_dir)
-            has_weights = any((run_dir / f).is_file() for f in ("stage1.pt", "model_ema.safetensors",
-                                                                 "model.safetensors", "last.pt"))
-            r = evaluate_row(run_dir, checkpoint, sampler, settings, show_progress) if has_weights else {}
-            passes, wall = passes_and_wall(run_dir, checkpoint)
-            per_row[name].append({**{k: r.get(k) for k, *_ in COLUMNS}, "passes_M": passes / 1e6,
-                                  "wall_min": wall / 60, "diverged": 1.0 if div else 0.0,
-                                  "diverged_at": div and div.get("iteration"), "seed": s, "run": str(run_dir)})
+    while True:
+        busy: list[str] = []
+        per_row = _seeds_pass(config, overrides, out, seeds, settings, busy, show_progress)
+        abl = run_ablations(config, overrides, out, settings, names, busy, show_progress) if names else {}
+        if not busy:
+            break
+        _say(show_progress, f"waiting for another study process to finish: {', '.join(busy)}")
+        time.sleep(60)
     table = {name: {k: _mean_std([row.get(k) for row in rows]) for k, *_ in COLUMNS} for name, rows in per_row.items()}
-    abl = run_ablations(config, overrides, out, settings, names, show_progress) if names else {}
     results = {"config": to_dict(base), "seeds": seeds, "settings": settings, "rows": per_row, "table": table,
                "ablations": abl, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -177,7 +183,46 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
     return out
 
 
-def run_ablations(config, overrides, out: Path, settings: dict, names: list[str], show_progress: bool) -> dict:
+def _seeds_pass(config, overrides, out: Path, seeds: int, settings: dict, busy: list, show_progress: bool) -> dict:
+    """One pass over every seed's runs and rows: does what no other process has claimed and lists
+    in `busy` what another `dualat study` on the same OUT is doing right now."""
+    per_row: dict[str, list[dict]] = {name: [] for name, *_ in ROWS}
+    for s in range(seeds):
+        for method in ("plain", "dat", "jem"):
+            run_dir = out / f"seed{s}" / method
+            if _done(run_dir):
+                continue
+            with claim(out / ".claims" / f"seed{s}-{method}") as mine:
+                if mine:
+                    _say(show_progress, f"== seed {s}: {method}")
+                    ensure_run(config, list(overrides) + [f"method={method}", f"seed={s}"], run_dir, show_progress)
+                else:
+                    busy.append(f"seed{s}/{method}")
+        for name, folder, checkpoint, sampler in ROWS:
+            run_dir = out / f"seed{s}" / folder
+            r = {}
+            if _done(run_dir) and any((run_dir / f).is_file() for f in ("stage1.pt", "model_ema.safetensors",
+                                                                        "model.safetensors", "last.pt")):
+                with claim(out / ".claims" / f"seed{s}-{folder}-{checkpoint}-{sampler}") as mine:
+                    if mine or (run_dir / f"eval-study-{checkpoint}-{sampler}" / "metrics.json").is_file():
+                        # fresh SGLD chains: the same weights as the replay-buffer row, so only generation
+                        r = evaluate_row(run_dir, checkpoint, sampler, settings, show_progress,
+                                         robust=sampler != "sgld")
+                    else:
+                        busy.append(f"seed{s}/{folder} evaluation ({checkpoint}, {sampler})")
+            div = _diverged(run_dir)
+            passes, wall = passes_and_wall(run_dir, checkpoint) if _done(run_dir) else (math.nan, math.nan)
+            per_row[name].append({**{k: r.get(k) for k, *_ in COLUMNS}, "passes_M": passes / 1e6,
+                                  "wall_min": wall / 60, "diverged": 1.0 if div else 0.0,
+                                  "diverged_at": div and div.get("iteration"), "seed": s, "run": str(run_dir)})
+    for fresh, buffer in zip(per_row["JEM (fresh SGLD chains)"], per_row["JEM (replay buffer)"]):
+        for k in SHARED_BY_JEM_ROWS:
+            fresh[k] = buffer.get(k)
+    return per_row
+
+
+def run_ablations(config, overrides, out: Path, settings: dict, names: list[str], busy: list,
+                  show_progress: bool) -> dict:
     """DAT variants from the seed-0 stage-1 weights (stage 1 not retrained), evaluated like DAT."""
     stage1 = out / "seed0" / "dat" / "stage1.pt"
     if not stage1.is_file():
@@ -186,11 +231,21 @@ def run_ablations(config, overrides, out: Path, settings: dict, names: list[str]
     for name in names:
         extra = ABLATIONS[name]
         run_dir = out / "ablations" / name
-        _say(show_progress, f"== ablation {name}: {' '.join(extra)}")
-        ensure_run(config, list(overrides) + ["method=dat", "seed=0", f"stage1.init={stage1.resolve()}",
-                                              "stage1.iterations=0"] + extra, run_dir, show_progress)
-        r = evaluate_row(run_dir, "ema", "pgd", {**settings, "n_autoattack": 0}, show_progress) \
-            if (run_dir / "model_ema.safetensors").is_file() or (run_dir / "last.pt").is_file() else {}
+        if not _done(run_dir):
+            with claim(out / ".claims" / f"ablation-{name}") as mine:
+                if mine:
+                    _say(show_progress, f"== ablation {name}: {' '.join(extra)}")
+                    ensure_run(config, list(overrides) + ["method=dat", "seed=0", f"stage1.init={stage1.resolve()}",
+                                                          "stage1.iterations=0"] + extra, run_dir, show_progress)
+                else:
+                    busy.append(f"ablation {name}")
+        r = {}
+        if _done(run_dir) and ((run_dir / "model_ema.safetensors").is_file() or (run_dir / "last.pt").is_file()):
+            with claim(out / ".claims" / f"ablation-{name}-eval") as mine:
+                if mine or (run_dir / "eval-study-ema-pgd" / "metrics.json").is_file():
+                    r = evaluate_row(run_dir, "ema", "pgd", {**settings, "n_autoattack": 0}, show_progress)
+                else:
+                    busy.append(f"ablation {name} evaluation")
         summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
         rows[name] = {"overrides": extra, "clean_acc": r.get("clean_acc"), "pgd_L2_acc": r.get("pgd_L2_acc"),
                       "fd": r.get("fd"), "precision": r.get("precision"), "recall": r.get("recall"),
@@ -217,7 +272,8 @@ def results_markdown(results: dict, config, overrides, out: Path) -> str:
              f"eps = the run's) on the first {s['n_autoattack']}; generative metrics of {s['n_samples']} samples "
              f"against {s['n_ref']} test images in the evaluation network's features (FD is NOT an FID); "
              f"PGD sampler: {s['sample_steps']} steps of {s['sample_step_size']:g} from held-out seeds; JEM: "
-             f"samples of the replay buffer, or fresh SGLD chains of {s['sgld_steps']} steps. Passes = forward/"
+             f"samples of the replay buffer, or fresh SGLD chains of {s['sgld_steps']} steps (the same weights: "
+             "the fresh-chain row repeats the buffer row's accuracies). Passes = forward/"
              "backward image passes of training; wall time as measured (includes periodic evaluation; "
              "on a shared machine it overstates the cost).", "",
              "| model | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
