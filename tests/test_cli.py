@@ -26,6 +26,7 @@ def run_cli(*args, cwd=None):
     (["train"], "give a config"),
     (["eval", "/nonexistent/run"], "neither a run directory"),
     (["frobnicate"], "invalid choice"),
+    (["train", "digits", "--out", "{tmp}/x", "--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_user_mistakes_give_one_line_and_exit_2(args, needle, tmp_path):
     proc = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
@@ -46,6 +47,12 @@ def test_help_lists_the_verbs():
     assert proc.returncode == 0
     for verb in ("train", "eval", "train-evalnet"):
         assert verb in proc.stdout
+
+
+def test_overrides_may_follow_the_options():
+    from dualat.cli import _parse
+    args = _parse(["study", "digits", "seed=1", "--seeds", "2", "threads=1", "--out", "o"])
+    assert args.overrides == ["seed=1", "threads=1"] and args.seeds == 2 and args.out == "o"
 
 
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):

@@ -272,9 +272,21 @@ def _close_bars() -> None:
         pass
 
 
+def _parse(argv):
+    """Overrides (key=value) may also follow the options: `dualat study fashion_mnist --seeds 3 threads=1`."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides or []) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv=None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         keep_large_buffers()  # this process is the CLI's own: large tensor buffers stay in the heap
         return VERBS[args.verb](args)
     except DualatError as exc:
