@@ -40,7 +40,8 @@ def run_stage1(run, state: dict | None = None) -> dict:
         start, elapsed = state["iteration"], state["elapsed"]
         set_rng_state(state["rng"])
     avg, t0 = Averager(), time.time()
-    bar = progress(s1.iterations, start, "stage 1 (AT)", run.show_progress)
+    label = "plain classifier" if cfg.method == "plain" else "stage 1 (AT)"
+    bar = progress(s1.iterations, start, label, run.show_progress)
     trainer = run.trainer()
     model.train()
     for it in range(start, s1.iterations):
