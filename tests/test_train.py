@@ -1,5 +1,6 @@
 """Training pieces: curriculum, EMA, the DAT step's sign convention, checkpoints, resume, presets."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,6 +156,14 @@ def test_resume_continues_bit_exactly(digits_run, tmp_path):
         assert torch.equal(v, b["model"][k]), k
     for k, v in a["ema"]["model"].items():
         assert torch.equal(v, b["ema"]["model"][k]), k
+
+
+def test_the_log_says_which_code_wrote_it(digits_run):
+    import dualat
+    start = json.loads((digits_run / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["dualat"] == dualat.__version__
+    if (Path(dualat.__file__).parents[2] / ".git").exists():   # a checkout: the commit too
+        assert len(start["commit"].split("+")[0]) == 12
 
 
 def test_existing_run_directory_is_never_overwritten(digits_run):

@@ -120,7 +120,11 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
     if div or (run_dir / "diverged.json").is_file():
         info = div or json.loads((run_dir / "diverged.json").read_text())
         h += f'<p><b>Diverged</b> at iteration {info.get("iteration")}: {html.escape(json.dumps(info.get("values")))}</p>'
-    page.add(h + f'<p class="note">run directory {html.escape(str(run_dir))}, method {html.escape(method)}</p>')
+    code = sorted({f"dualat {r.get('dualat', '?')}" + (f" at {r['commit']}" if r.get("commit") else "")
+                   for r in records if r.get("event") in ("start", "resume")})
+    code_note = f", code: {html.escape('; '.join(code))}" if any("?" not in c for c in code) else ""
+    page.add(h + f'<p class="note">run directory {html.escape(str(run_dir))}, method {html.escape(method)}'
+             f'{code_note}</p>')
     # training curves
     svgs = []
     for stage, keys in CURVES.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +28,26 @@ from .log import MetricLog, NullLog
 from .stage1 import run_stage1
 
 PER_RANK = ("streams", "generators", "rng")  # checkpoint entries each process has its own of
+
+
+def code_version() -> dict:
+    """dualat's version, and the git commit of its source tree when it runs from a checkout (a
+    modified tree is marked "+dirty"): so every log says which code produced it."""
+    from .. import __version__
+    out = {"dualat": __version__}
+    src = Path(__file__).resolve().parents[1]
+    if "site-packages" in src.parts or "dist-packages" in src.parts:  # installed, not a checkout
+        return out
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=src, capture_output=True,
+                                text=True, timeout=5)
+        if commit.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "."], cwd=src,
+                                   capture_output=True, text=True, timeout=5)
+            out["commit"] = commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
 
 
 class Run:
@@ -226,7 +247,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     run.log.write({"event": "start" if state is None else "resume", "stage": state and state["stage"],
                    "iteration": state and state["iteration"], "overrides": overrides,
                    "torch": torch.__version__, "python": platform.python_version(), "device": str(run.device),
-                   "threads": torch.get_num_threads(), "world_size": dist.world_size})
+                   "threads": torch.get_num_threads(), "world_size": dist.world_size, **code_version()})
     t0 = time.time()
     try:
         summary = _run_stages(run, state)
