@@ -169,7 +169,8 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
         abl = run_ablations(config, overrides, out, settings, names, busy, show_progress) if names else {}
         if not busy:
             break
-        _say(show_progress, f"waiting for another study process to finish: {', '.join(busy)}")
+        _say(show_progress, f"waiting for another study process to finish: {', '.join(busy)} (if none runs any "
+                            f"more, e.g. it ran on another machine, delete {out / '.claims'} and start again)")
         time.sleep(60)
     table = {name: {k: _mean_std([row.get(k) for row in rows]) for k, *_ in COLUMNS} for name, rows in per_row.items()}
     results = {"config": to_dict(base), "seeds": seeds, "settings": settings, "rows": per_row, "table": table,
