@@ -29,6 +29,9 @@ def test_study_table_has_every_method_with_mean_and_std(tiny_study):
         assert all(r["clean_acc"] is not None and r["fd"] is not None for r in rows), name
     md = (tiny_study / "results.md").read_text()
     assert md.count(" ± ") > 20 and "Divergences: none" in md and "t_max_20" in md
+    import dualat
+    for run in ("seed0/plain", "seed1/dat", "seed1/jem", "ablations/t_max_20"):   # which code trained each run
+        assert re.search(rf"- `{run}`: dualat {re.escape(dualat.__version__)}.*1 start/resume", md), run
     dat = results["rows"]["DAT"][0]
     at = results["rows"]["adversarial training (stage 1)"][0]
     assert dat["passes_M"] > at["passes_M"] > results["rows"]["plain classifier"][0]["passes_M"]

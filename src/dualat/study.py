@@ -116,6 +116,21 @@ def passes_and_wall(run_dir: Path, which: str) -> tuple[float, float]:
     return passes, wall1 + float((summary.get("stage2") or {}).get("wall_s", math.nan))
 
 
+def provenance(run_dir: Path) -> str:
+    """The code versions a run's log names (start and resume events), its threads and memory format."""
+    events = [r for r in read_log(run_dir) if r.get("event") in ("start", "resume")] \
+        if (run_dir / "metrics.jsonl").is_file() else []
+    code = []
+    for r in events:
+        v = f"dualat {r['dualat']}" + (f" at {r['commit']}" if r.get("commit") else "") if r.get("dualat") \
+            else "not recorded (logs before dualat recorded its version)"
+        if v not in code:
+            code.append(v)
+    cfg = load_config(run_dir / "config.yaml")
+    return (f"{'; '.join(code) or 'no log'}; {len(events)} start/resume event(s); threads {cfg.threads or 'auto'}; "
+            f"{'channels_last' if cfg.model.channels_last else 'contiguous'} memory format")
+
+
 def evaluate_row(run_dir: Path, checkpoint: str, sampler: str, settings: dict, show_progress: bool,
                  robust: bool = True) -> dict:
     """The study's evaluation of one model (cached in RUN/eval-study-<checkpoint>-<sampler>)."""
@@ -173,8 +188,9 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
                             f"more, e.g. it ran on another machine, delete {out / '.claims'} and start again)")
         time.sleep(60)
     table = {name: {k: _mean_std([row.get(k) for row in rows]) for k, *_ in COLUMNS} for name, rows in per_row.items()}
+    runs = sorted(p.parent for p in out.glob("*/*/config.yaml") if ".unstarted-" not in p.parent.name)
     results = {"config": to_dict(base), "seeds": seeds, "settings": settings, "rows": per_row, "table": table,
-               "ablations": abl, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+               "ablations": abl, "provenance": {str(r.relative_to(out)): provenance(r) for r in runs}, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
                "study_wall_s_this_session": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
@@ -282,6 +298,9 @@ def results_markdown(results: dict, config, overrides, out: Path) -> str:
         lines.append(f"| {name} | " + " | ".join(_cell(*cols[k], scale, fmt, n) for k, _, scale, fmt in COLUMNS) + " |")
     div = [(name, r["seed"], r["diverged_at"]) for name, rows in results["rows"].items() for r in rows if r["diverged"]]
     lines += ["", "Divergences: " + ("; ".join(f"{a} seed {b} at iteration {c}" for a, b, c in div) if div else "none")]
+    if results.get("provenance"):
+        lines += ["", "Which code trained each run (from its log; a study adopts finished runs it finds in OUT):", ""]
+        lines += [f"- `{name}`: {text}" for name, text in results["provenance"].items()]
     if results["ablations"]:
         lines += ["", "## Ablations (DAT, seed 0, from the seed-0 stage-1 weights; PGD-20 L2, same sampler)", "",
                   "| variant | overrides | clean acc | PGD-20 L2 | FD (evalnet) | precision | recall | final T | diverged |",
