@@ -73,6 +73,20 @@ def ensure_run(config, overrides: list[str], out: Path, show_progress: bool) -> 
     return {"dir": out, "diverged": _diverged(out)}
 
 
+def _share(out: Path, key: str, label: str, busy: list, work, cached: Path | None = None, announce=None):
+    """work() unless another `dualat study` on OUT holds the claim `key` (then `label` goes to busy
+    and None is returned); a finished piece (`cached` exists) is read without claiming. `announce`:
+    a line printed when this process takes the piece on."""
+    if cached is not None and cached.is_file():
+        return work()
+    with claim(out / ".claims" / key) as mine:
+        if mine:
+            _say(bool(announce), announce or "")
+            return work()
+    busy.append(label)
+    return None
+
+
 def _done(run_dir: Path) -> bool:
     """A run the study can evaluate: finished, or stopped by a recorded divergence."""
     return (run_dir / "summary.json").is_file() or (run_dir / "diverged.json").is_file()
@@ -209,24 +223,20 @@ def _seeds_pass(config, overrides, out: Path, seeds: int, settings: dict, busy: 
             run_dir = out / f"seed{s}" / method
             if _done(run_dir):
                 continue
-            with claim(out / ".claims" / f"seed{s}-{method}") as mine:
-                if mine:
-                    _say(show_progress, f"== seed {s}: {method}")
-                    ensure_run(config, list(overrides) + [f"method={method}", f"seed={s}"], run_dir, show_progress)
-                else:
-                    busy.append(f"seed{s}/{method}")
+            _share(out, f"seed{s}-{method}", f"seed{s}/{method}", busy,
+                   lambda: ensure_run(config, list(overrides) + [f"method={method}", f"seed={s}"], run_dir,
+                                      show_progress), announce=show_progress and f"== seed {s}: {method}")
         for name, folder, checkpoint, sampler in ROWS:
             run_dir = out / f"seed{s}" / folder
             r = {}
             if _done(run_dir) and any((run_dir / f).is_file() for f in ("stage1.pt", "model_ema.safetensors",
                                                                         "model.safetensors", "last.pt")):
-                with claim(out / ".claims" / f"seed{s}-{folder}-{checkpoint}-{sampler}") as mine:
-                    if mine or (run_dir / f"eval-study-{checkpoint}-{sampler}" / "metrics.json").is_file():
-                        # fresh SGLD chains: the same weights as the replay-buffer row, so only generation
-                        r = evaluate_row(run_dir, checkpoint, sampler, settings, show_progress,
-                                         robust=sampler != "sgld")
-                    else:
-                        busy.append(f"seed{s}/{folder} evaluation ({checkpoint}, {sampler})")
+                # fresh SGLD chains: the same weights as the replay-buffer row, so only generation
+                r = _share(out, f"seed{s}-{folder}-{checkpoint}-{sampler}",
+                           f"seed{s}/{folder} evaluation ({checkpoint}, {sampler})", busy,
+                           lambda: evaluate_row(run_dir, checkpoint, sampler, settings, show_progress,
+                                                robust=sampler != "sgld"),
+                           cached=run_dir / f"eval-study-{checkpoint}-{sampler}" / "metrics.json") or {}
             div = _diverged(run_dir)
             passes, wall = passes_and_wall(run_dir, checkpoint) if _done(run_dir) else (math.nan, math.nan)
             per_row[name].append({**{k: r.get(k) for k, *_ in COLUMNS}, "passes_M": passes / 1e6,
@@ -249,20 +259,15 @@ def run_ablations(config, overrides, out: Path, settings: dict, names: list[str]
         extra = ABLATIONS[name]
         run_dir = out / "ablations" / name
         if not _done(run_dir):
-            with claim(out / ".claims" / f"ablation-{name}") as mine:
-                if mine:
-                    _say(show_progress, f"== ablation {name}: {' '.join(extra)}")
-                    ensure_run(config, list(overrides) + ["method=dat", "seed=0", f"stage1.init={stage1.resolve()}",
-                                                          "stage1.iterations=0"] + extra, run_dir, show_progress)
-                else:
-                    busy.append(f"ablation {name}")
+            _share(out, f"ablation-{name}", f"ablation {name}", busy,
+                   lambda: ensure_run(config, list(overrides) + ["method=dat", "seed=0", f"stage1.init={stage1.resolve()}",
+                                                                 "stage1.iterations=0"] + extra, run_dir, show_progress),
+                   announce=show_progress and f"== ablation {name}: {' '.join(extra)}")
         r = {}
         if _done(run_dir) and ((run_dir / "model_ema.safetensors").is_file() or (run_dir / "last.pt").is_file()):
-            with claim(out / ".claims" / f"ablation-{name}-eval") as mine:
-                if mine or (run_dir / "eval-study-ema-pgd" / "metrics.json").is_file():
-                    r = evaluate_row(run_dir, "ema", "pgd", {**settings, "n_autoattack": 0}, show_progress)
-                else:
-                    busy.append(f"ablation {name} evaluation")
+            r = _share(out, f"ablation-{name}-eval", f"ablation {name} evaluation", busy,
+                       lambda: evaluate_row(run_dir, "ema", "pgd", {**settings, "n_autoattack": 0}, show_progress),
+                       cached=run_dir / "eval-study-ema-pgd" / "metrics.json") or {}
         summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
         rows[name] = {"overrides": extra, "clean_acc": r.get("clean_acc"), "pgd_L2_acc": r.get("pgd_L2_acc"),
                       "fd": r.get("fd"), "precision": r.get("precision"), "recall": r.get("recall"),
