@@ -64,6 +64,10 @@ def study_report(out: Path, results: dict, show_progress: bool = False) -> Path:
             for k, r in results["ablations"].items())
         page.add("<h2>Ablations (DAT, seed 0)</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
                  + body + "</table>")
+        figs = [page.image(p, f"{k}: samples", f"ablation-{k}", width=300) for k in results["ablations"]
+                if (p := out / "ablations" / k / "eval-study-ema-pgd" / "samples.png").is_file()]
+        if figs:
+            page.add("<div class='figs'>" + "".join(figs) + "</div>")
     if results.get("provenance"):
         page.add("<h2>Which code trained each run</h2><ul>" + "".join(
             f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in results["provenance"].items())
