@@ -29,6 +29,8 @@ def test_study_table_has_every_method_with_mean_and_std(tiny_study):
         assert all(r["clean_acc"] is not None and r["fd"] is not None for r in rows), name
     md = (tiny_study / "results.md").read_text()
     assert md.count(" ± ") > 20 and "Divergences: none" in md and "t_max_20" in md
+    # the command line in results.md names every option that differs from the CLI's defaults
+    assert "--n-autoattack 0 --n-samples 20 --n-ref 40 --n-test 40 --steps 3 --sgld-steps 3 --ablations t_max_20" in md
     import dualat
     for run in ("seed0/plain", "seed1/dat", "seed1/jem", "ablations/t_max_20"):   # which code trained each run
         assert re.search(rf"- `{run}`: dualat {re.escape(dualat.__version__)}.*1 start/resume", md), run

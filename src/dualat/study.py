@@ -188,7 +188,14 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
     out = Path(out) if out else Path("runs") / f"study-{base.name}"
     out.mkdir(parents=True, exist_ok=True)
     step_size = sample_step_size or 2 * base.stage2.step_size
-    settings = {"n_autoattack": n_autoattack, "n_samples": n_samples, "n_ref": n_ref, "n_test": n_test,
+    # the options that differ from the CLI's defaults, so results.md states a command that reproduces it
+    options = [f"--{flag} {value}" for flag, value, default in (
+        ("n-autoattack", n_autoattack, 1000), ("n-samples", n_samples, 2000), ("n-ref", n_ref, 10000),
+        ("n-test", n_test, None), ("steps", sample_steps, None), ("sgld-steps", sgld_steps, None),
+        ("ablations", "none" if not names else ",".join(names), ",".join(ABLATIONS))) if value != default]
+    if sample_step_size:
+        options.append(f"(sample_step_size={sample_step_size:g}, Python API only)")
+    settings = {"options": options, "n_autoattack": n_autoattack, "n_samples": n_samples, "n_ref": n_ref, "n_test": n_test,
                 "sample_steps": sample_steps or base.stage2.t_max, "sample_step_size": step_size,
                 "sgld_steps": sgld_steps or base.stage2.t_max}
     t0 = time.time()
@@ -287,15 +294,17 @@ def results_markdown(results: dict, config, overrides, out: Path) -> str:
     n = results["seeds"]
     lines = [f"# Study: {results['config']['name']}", "",
              f"Command: `dualat study {config} --seeds {n} --out {out}"
-             + (" " + " ".join(overrides) if overrides else "") + "`", "",
-             f"Machine: {results['machine']}, PyTorch {results['torch']}, {results['threads']} threads. "
+             + "".join(" " + o for o in s.get("options", [])) + (" " + " ".join(overrides) if overrides else "") + "`",
+             "", f"Machine: {results['machine']}, PyTorch {results['torch']}, {results['threads']} torch thread(s) "
+             "in the process that wrote this table (each run's own threads are listed below). "
              f"Mean ± standard deviation over {n} seed(s). Clean and PGD-20 accuracy on "
              f"{'all' if s['n_test'] is None else s['n_test']} test images, AutoAttack (standard, L2, "
              f"eps = the run's) on the first {s['n_autoattack']}; generative metrics of {s['n_samples']} samples "
              f"against {s['n_ref']} test images in the evaluation network's features (FD is NOT an FID); "
              f"PGD sampler: {s['sample_steps']} steps of {s['sample_step_size']:g} from held-out seeds; JEM: "
              f"samples of the replay buffer, or fresh SGLD chains of {s['sgld_steps']} steps (the same weights: "
-             "the fresh-chain row repeats the buffer row's accuracies). Passes = forward/"
+             "the fresh-chain row repeats the buffer row's accuracies; the buffer row's sampling steps are the "
+             "SGLD steps of each training iteration, on chains that persist across iterations). Passes = forward/"
              "backward image passes of training; wall time as measured (includes periodic evaluation; "
              "on a shared machine it overstates the cost).", "",
              "| model | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
