@@ -43,6 +43,7 @@ def test_study_report_images_exist(tiny_study):
     text = (tiny_study / "report.html").read_text()
     srcs = re.findall(r'<img src="([^"]+)"', text)
     assert len(srcs) >= 6 and any("ablation-t_max_20" in src for src in srcs)
+    assert "<code>dualat study digits --seeds 2" in text and "`" not in text.split("<h2>")[0]
     for src in srcs:
         assert (tiny_study / src).is_file(), src
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 
 from .explain import explain_to_dir
@@ -17,7 +18,8 @@ def study_report(out: Path, results: dict, show_progress: bool = False) -> Path:
     page = Page(out / "report.html", f"dualat study: {results['config']['name']}")
     md = (out / "results.md").read_text() if (out / "results.md").is_file() else ""
     intro = md.split("| model |")[0].split("\n", 2)[-1].strip()
-    page.add(f"<p class='note'>{html.escape(intro)}</p>")
+    for para in intro.split("\n\n"):  # results.md's protocol paragraphs, `code` as <code>
+        page.add("<p class='note'>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(para)) + "</p>")
     rows = ["<table><tr><th>model</th>" + "".join(f"<th>{html.escape(c[1])}</th>" for c in COLUMNS) + "</tr>"]
     for name, cols in results["table"].items():
         rows.append(f"<tr><td>{html.escape(name)}</td>"
