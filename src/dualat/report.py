@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from .errors import DualatError
-from .train.log import read_log
+from .train.log import code_versions, read_log
 
 # the curves worth plotting, per stage label in metrics.jsonl
 CURVES = {
@@ -120,9 +120,8 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
     if div or (run_dir / "diverged.json").is_file():
         info = div or json.loads((run_dir / "diverged.json").read_text())
         h += f'<p><b>Diverged</b> at iteration {info.get("iteration")}: {html.escape(json.dumps(info.get("values")))}</p>'
-    code = sorted({f"dualat {r.get('dualat', '?')}" + (f" at {r['commit']}" if r.get("commit") else "")
-                   for r in records if r.get("event") in ("start", "resume")})
-    code_note = f", code: {html.escape('; '.join(code))}" if any("?" not in c for c in code) else ""
+    code = code_versions(records)
+    code_note = f", code: {html.escape('; '.join(sorted(c or 'dualat ?' for c in code)))}" if any(code) else ""
     page.add(h + f'<p class="note">run directory {html.escape(str(run_dir))}, method {html.escape(method)}'
              f'{code_note}</p>')
     # training curves

@@ -27,7 +27,7 @@ from .config import load_config, to_dict
 from .errors import DualatError
 from .evaluate.run import evaluate
 from .train import train
-from .train.log import read_log
+from .train.log import code_versions, read_log
 from .worklock import claim
 
 # (row name, run folder, checkpoint, sampler)
@@ -134,12 +134,7 @@ def provenance(run_dir: Path) -> str:
     """The code versions a run's log names (start and resume events), its threads and memory format."""
     events = [r for r in read_log(run_dir) if r.get("event") in ("start", "resume")] \
         if (run_dir / "metrics.jsonl").is_file() else []
-    code = []
-    for r in events:
-        v = f"dualat {r['dualat']}" + (f" at {r['commit']}" if r.get("commit") else "") if r.get("dualat") \
-            else "not recorded (logs before dualat recorded its version)"
-        if v not in code:
-            code.append(v)
+    code = [c or "not recorded (logs before dualat recorded its version)" for c in code_versions(events)]
     cfg = load_config(run_dir / "config.yaml")
     return (f"{'; '.join(code) or 'no log'}; {len(events)} start/resume event(s); threads {cfg.threads or 'auto'}; "
             f"{'channels_last' if cfg.model.channels_last else 'contiguous'} memory format")

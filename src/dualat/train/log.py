@@ -92,6 +92,18 @@ class Averager:
         return out
 
 
+def code_versions(records: list[dict]) -> list[str | None]:
+    """The distinct code versions ("dualat V at COMMIT") a log's start/resume events name, in order;
+    None for events written before logs recorded their code."""
+    out: list[str | None] = []
+    for r in records:
+        if r.get("event") in ("start", "resume"):
+            v = f"dualat {r['dualat']}" + (f" at {r['commit']}" if r.get("commit") else "") if r.get("dualat") else None
+            if v not in out:
+                out.append(v)
+    return out
+
+
 def progress(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
                 mininterval=1.0, leave=True)
