@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="PGD steps (default: the run's final curriculum T)")
     s.add_argument("--step-size", type=float, default=None, help="L2 step (default: 2x stage2.step_size)")
     s.add_argument("--seeds", default=None,
-                   help="noise, gaussian, patches or folder:DIR (default: the run's data.seeds, held-out split)")
+                   help="noise, gaussian, patches, patches_jitter, photos_more, mix[:F] or folder:DIR "
+                   "(default: the run's data.seeds, held-out split)")
     s.add_argument("--unconditional", action="store_true", help="ascend logsumexp f(x) instead of one class logit")
     s.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
     s.add_argument("--png", action="store_true", help="also write every sample as png/<index>_y<class>.png")
