@@ -24,6 +24,7 @@ from ..metrics import frechet_distance, gaussian_stats, load_stats, save_stats
 from ..sample import balanced_labels
 from .autoattack import autoattack_accuracy
 from .calibration import calibration, reliability_diagram
+from .cost import parse_steps
 from .extractors import EXTRACTORS, make_extractor
 from .generative import dataset_features, generative_metrics, sample_features
 from .ood import ood_auroc, ood_sets
@@ -43,7 +44,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
              ref_stats=None, ref_split: str = "train", n_ref: int | None = None, k: int = 5,
              is_splits: int = 10, n_ood: int = 2000, ood_eps: float | None = None, ood_steps: int = 20,
              ood_root=None, n_bins: int = 15, out=None, device=None, show_progress: bool = True,
-             sampler: str | None = None, n_autoattack: int | None = None, dist=None) -> dict:
+             sampler: str | None = None, n_autoattack: int | None = None, dist=None, sweep_steps=None) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
@@ -57,6 +58,8 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     buffer (a JEM run's replay buffer; the default for JEM runs) or sgld (fresh SGLD chains from
     the run's initial distribution, `steps` default jem.eval_sgld_steps, `step_size` default
     jem.sgld_step_size, noise jem.sgld_noise). The metrics name the sampler.
+    sweep_steps: step counts (e.g. [10, 20, 40, 80] or "10,20,40,80") at which the generative
+    metrics of fresh samples are also measured, as result["generative_sweep"] (evaluate/sweep.py).
     OOD: n_ood images per OOD set, adversarial push of L2 radius ood_eps (default the L2 eps).
     Under torchrun (or with `dist`, a dualat.distributed.Dist): clean / PGD / AutoAttack accuracy
     and sample generation are shared between the processes and gathered; everything else runs on
@@ -66,6 +69,10 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
         raise DualatError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if generative:  # argument mistakes surface before minutes of other families
         _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_weights, ref_split)
+    if sweep_steps is not None:
+        sweep_steps = parse_steps(sweep_steps)
+        if not generative:
+            raise DualatError("--sweep-steps measures the generative metrics at each step count; add --generative")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dist is None:  # torchrun's processes (or this one alone) for the duration of the evaluation
         call = dict(locals())
@@ -122,7 +129,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     if generative and len(test_set.shape) == 3:
         g, samples, labels = _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size,
                                          extractor, inception_weights, ref_stats, ref_split, n_ref, k, is_splits,
-                                         device, out, show_progress, dist, sampler)
+                                         device, out, show_progress, dist, sampler, sweep_steps)
         result.update(g)
     elif generative:
         result["generative_skipped"] = f"{d.name} is not image data"
@@ -171,9 +178,13 @@ def _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_
 
 
 def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size, extractor, inception_weights,
-                ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress, dist, sampler=None):
+                ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress, dist, sampler=None,
+                sweep_steps=None):
     d = cfg.data
     sampler = sampler or ("buffer" if cfg.method == "jem" else "pgd")
+    if sweep_steps:
+        from .sweep import check_sweep_sampler
+        check_sweep_sampler(sampler)
     if sampler != "pgd" and cfg.method != "jem":
         raise DualatError(f"sampler {sampler} needs a JEM run (method=jem); this run was trained with {cfg.method}")
     train_set = load_dataset(d.name, "train", **kw)
@@ -219,10 +230,15 @@ def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_
     labels = balanced_labels(n_samples, test_set.num_classes)
     s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress,
                         dist=dist, sampled=chunks)
+    balanced = labels
     if seen:  # unconditional JEM samples: the label is the model's own prediction
         labels = torch.cat(seen)
     fake, fake_probs = s["feats"], s["probs"]
     res = generative_metrics(fake, fake_probs, real, (mu_r, sigma_r), k=k, splits=is_splits)
+    if sweep_steps:
+        from .sweep import generative_sweep
+        res["generative_sweep"] = generative_sweep(model, cfg, sampler, ext, real, (mu_r, sigma_r), sweep_steps, seeds,
+                                                   balanced, step_size, sample_seed, train_set, k, is_splits, dist)
     res["fd_floor_train_vs_test"] = frechet_distance(*gaussian_stats(floor), mu_r, sigma_r)
     res["fd_seeds"] = frechet_distance(*gaussian_stats(s["seed_feats"]), mu_r, sigma_r)
     if ext.name == "evalnet":
