@@ -88,3 +88,14 @@ def test_pass_counter_parse_steps_and_plot_helpers(tmp_path):
                   hlines=[(0.5, "ref")], logy=True)
     with Image.open(p) as im:
         assert im.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_study_report_shows_the_sampling_cost_figure_when_present(tmp_path):
+    from dualat.study_report import study_report
+    results = {"seeds": 1, "config": {"name": "tiny"}, "table": {}}
+    assert "Sampling cost" not in study_report(tmp_path, results).read_text()
+    line_plot([{"label": "a", "x": [1, 2], "y": [2.0, 1.0]}], tmp_path / "sampling_cost" / "sampling_cost.png")
+    (tmp_path / "sampling_cost" / "sampling_cost.md").write_text("| curve | steps |\n")
+    page = study_report(tmp_path, results).read_text()
+    assert "Sampling cost: FD of fresh samples" in page and "| curve | steps |" in page
+    assert (tmp_path / "report_files" / "sampling-cost_sampling_cost.png").is_file()
