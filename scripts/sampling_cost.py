@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     p.add_argument("--sgld-steps", default=",".join(map(str, SGLD_STEPS)))
     p.add_argument("--extractor", choices=["evalnet", "squeezenet", "inception"], default="evalnet")
     p.add_argument("--inception-weights", default=None)
+    p.add_argument("--dat-seeds", default=None, help="PGD sampler seeds (default: the DAT run's data.seeds), "
+                   "e.g. patches_jitter, photos_more, mix:0.5, gaussian")
     p.add_argument("--no-stage1", action="store_true", help="leave out the stage-1 curve")
     p.add_argument("--no-gaussian-start", action="store_true", help="leave out JEM's chains from the Gaussian")
     p.add_argument("--seed", type=int, default=99)
@@ -40,7 +42,8 @@ def main(argv=None) -> int:
         result = sampling_cost(a.dat, a.jem, a.out, n_samples=a.n_samples, n_ref=a.n_ref, ref_split=a.ref_split,
                                dat_steps=a.dat_steps, sgld_steps=a.sgld_steps, extractor=a.extractor,
                                inception_weights=a.inception_weights, seed=a.seed, stage1=not a.no_stage1,
-                               gaussian_start=not a.no_gaussian_start, device=a.device, show_progress=not a.quiet)
+                               gaussian_start=not a.no_gaussian_start, device=a.device, show_progress=not a.quiet,
+                               dat_seeds=a.dat_seeds)
     except DualatError as exc:
         print(f"sampling_cost: error: {exc}", file=sys.stderr)
         return 2

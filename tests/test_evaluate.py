@@ -207,3 +207,14 @@ def test_bad_sweep_steps_are_one_error_line(plain_run, capsys, bad):
     assert len(err) == 1 and "--sweep-steps" in err[0] and "10,20,40,80" in err[0]
     assert main(["eval", str(run), "--robust", "--sweep-steps", "10", "--quiet"]) == 2
     assert "add --generative" in capsys.readouterr().err
+
+
+def test_eval_seeds_option_picks_another_held_out_source(plain_run, capsys):
+    run, _, _ = plain_run
+    kw = dict(robust=False, ood=False, calibrate=False, n_samples=30, k=3, is_splits=2, steps=2, show_progress=False)
+    base = evaluate(run, **kw)
+    mixed = evaluate(run, seeds="mix:0.5", **kw)
+    assert base["sample_seeds"] == "patches" and mixed["sample_seeds"] == "mix:0.5"
+    assert "from held-out mix:0.5 seeds" in mixed["generative_protocol"] and mixed["fd_seeds"] != base["fd_seeds"]
+    assert main(["eval", str(run), "--generative", "--seeds", "pathces", "--quiet"]) == 2
+    assert "unknown seed source 'pathces'" in capsys.readouterr().err

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's final T; "
                    "JEM: jem.eval_sgld_steps)")
     v.add_argument("--step-size", type=float, default=None, help="sampling step (default: 2x training step)")
+    v.add_argument("--seeds", default=None, help="PGD sampler seeds: patches, patches_jitter, photos_more, mix[:F], "
+                   "gaussian, noise or folder:DIR (default: the run's data.seeds, held-out split)")
     v.add_argument("--sweep-steps", default=None, metavar="N,N,...",
                    help="also measure the generative metrics of fresh samples at each of these step counts, "
                    "e.g. 10,20,40,80 (metrics.json: generative_sweep)")
@@ -160,7 +162,8 @@ def _eval(args) -> int:
                       extractor=args.extractor,
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
-                      out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps)
+                      out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
+                      seeds=args.seeds)
     if _reports():
         print(format_table(result))
         if "generative_sweep" in result:

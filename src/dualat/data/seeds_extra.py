@@ -57,6 +57,16 @@ def parse_seed_name(kind: str) -> tuple[str, float | None]:
     return kind, None
 
 
+def check_seed_name(kind) -> str:
+    """The name if it names a seed source (SEED_SOURCES, mix:F or folder:DIR), else one error line."""
+    from .seeds import SEED_SOURCES
+    if isinstance(kind, str) and kind.startswith("folder:") and len(kind) > len("folder:"):
+        return kind
+    if parse_seed_name(kind)[0] not in SEED_SOURCES:
+        raise DualatError(f"unknown seed source {kind!r}; use one of {', '.join(SEED_SOURCES)}, mix:F or folder:DIR")
+    return kind
+
+
 def needs_train_set(kind: str) -> bool:
     """Whether the source is fitted to the training set (gaussian and mix)."""
     return isinstance(kind, str) and (kind == "gaussian" or kind == "mix" or kind.startswith("mix:"))

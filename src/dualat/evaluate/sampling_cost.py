@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..data import load_dataset, make_seed_source
+from ..data.seeds_extra import check_seed_name
 from ..errors import DualatError
 from ..loading import load_model
 from ..metrics import gaussian_stats
@@ -45,11 +46,13 @@ def _open(run, checkpoint, device, what):
 def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref: int = 10000,
                   ref_split: str = "test", dat_steps=DAT_STEPS, sgld_steps=SGLD_STEPS, extractor: str = "evalnet",
                   inception_weights=None, k: int = 5, is_splits: int = 10, seed: int = 99, stage1: bool = True,
-                  gaussian_start: bool = True, device: str = "cpu", show_progress: bool = False) -> dict:
+                  gaussian_start: bool = True, device: str = "cpu", show_progress: bool = False,
+                  dat_seeds: str | None = None) -> dict:
     """Measure the curves (see the module doc) and write them into `out` (when given).
 
     dat_steps / sgld_steps: step counts ("10,20,40" or lists); dat_steps also serve the stage-1
-    curve. seed: the seeds / chain starts (the same for every point of a curve)."""
+    curve. seed: the seeds / chain starts (the same for every point of a curve). dat_seeds: the PGD
+    sampler's held-out seed source by name (default the DAT run's data.seeds)."""
     dat_steps, sgld_steps = parse_steps(dat_steps, "dat_steps"), parse_steps(sgld_steps, "sgld_steps")
     if ref_split not in ("train", "test"):
         raise DualatError(f"ref_split must be train or test, got {ref_split!r}")
@@ -71,7 +74,11 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
                                desc=f"{ref_split} features ({ext.name})")
     ref = gaussian_stats(real)
     labels = balanced_labels(n_samples, num_classes)
-    seeds = make_seed_source(d.seeds, shape, "test", train_set, d.seed_folder, cfg.seed)
+    if dat_seeds is None:
+        seeds, seed_kind = make_seed_source(d.seeds, shape, "test", train_set, d.seed_folder, cfg.seed), d.seeds
+    else:
+        from ..sample import _seed_source
+        seeds, seed_kind = _seed_source(check_seed_name(dat_seeds), cfg, shape), dat_seeds
     step_size = 2 * cfg.stage2.step_size
     curves = []
 
@@ -80,11 +87,11 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
         curves.append({"name": name, "method": method, "sampler": sampler, "start": start, "weights": weights,
                        "points": pts})
 
-    add("DAT, PGD sampler", "dat", "pgd", f"held-out {d.seeds} seeds", model,
+    add("DAT, PGD sampler", "dat", "pgd", f"held-out {seed_kind} seeds", model,
         pgd_draw(model, ext, seeds, labels, step_size, seed), dat_steps, f"ema of {info['path']}")
     if stage1:
         m1, _, info1 = _open(dat_run, "stage1", device, "stage-1 weights of the DAT run")
-        add("stage 1 (adversarial training), PGD sampler", "stage1", "pgd", f"held-out {d.seeds} seeds", m1,
+        add("stage 1 (adversarial training), PGD sampler", "stage1", "pgd", f"held-out {seed_kind} seeds", m1,
             pgd_draw(m1, ext, seeds, labels, step_size, seed), dat_steps, f"stage1 of {info1['path']}")
     reference = None
     jem = None
@@ -117,7 +124,7 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
     result = {
         "dataset": d.name, "extractor": ext.name, "extractor_description": ext.description,
         "n_samples": n_samples, "n_ref": len(real), "ref_split": ref_split, "seed": seed,
-        "dat": {"path": str(dat_run), "step_size": step_size, "seeds": d.seeds}, "jem": jem,
+        "dat": {"path": str(dat_run), "step_size": step_size, "seeds": seed_kind}, "jem": jem,
         "curves": curves, "buffer_reference": reference,
         "protocol": (f"each point: {n_samples} fresh samples (class-balanced labels for the PGD sampler, the model's "
                      f"prediction for SGLD samples), generative metrics in {ext.name} features against {len(real)} "
