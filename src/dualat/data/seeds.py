@@ -18,7 +18,8 @@ from .folder import IMAGE_EXTENSIONS, list_images, load_image
 from .photos import TRAIN_FRACTION, CropSampler, Region, bundled_photos
 from .stream import _mix
 
-SEED_SOURCES = ["patches", "folder", "noise", "gaussian", "patches_jitter", "photos_more", "mix"]  # + mix:F (seeds_extra.py)
+# the last three live in seeds_extra.py; mix also takes a fraction, mix:F
+SEED_SOURCES = ["patches", "folder", "noise", "gaussian", "patches_jitter", "photos_more", "mix"]
 FULL_COV_MAX_DIM = 4096
 FULL_COV_MAX_BYTES = 2 << 30  # all classes' Cholesky factors together, float32
 _REGIONS: dict[tuple[int, str], list[Region]] = {}

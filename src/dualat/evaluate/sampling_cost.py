@@ -100,7 +100,8 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
         if jcfg.method != "jem":
             raise DualatError(f"{jem_run} was trained with method={jcfg.method}; give a JEM run (method=jem)")
         if jcfg.data.name != d.name:
-            raise DualatError(f"the DAT run is on {d.name}, the JEM run on {jcfg.data.name}: compare runs on one dataset")
+            raise DualatError(f"the DAT run is on {d.name}, the JEM run on {jcfg.data.name}: "
+                              f"compare runs on one dataset")
         j = jcfg.jem
         from ..train.jem import initial_distribution, load_buffer
         init = initial_distribution(jcfg, train_set, shape)
@@ -190,7 +191,8 @@ def write(result: dict, out) -> dict:
               f"cost ({result['n_samples']} samples, {result['extractor']} features)",
               xlabel="forward + backward passes per image", ylabel=f"FD ({result['extractor']} features)",
               hlines=hlines, logy=True)
-    return {"json": out / "sampling_cost.json", "markdown": out / "sampling_cost.md", "figure": out / "sampling_cost.png"}
+    return {"json": out / "sampling_cost.json", "markdown": out / "sampling_cost.md",
+            "figure": out / "sampling_cost.png"}
 
 
 __all__ = ["sampling_cost", "markdown", "equal_cost_rows", "write", "DAT_STEPS", "SGLD_STEPS"]
