@@ -202,6 +202,10 @@ def test_photos_more_splits_share_no_pixels():
             assert float(ramp.max()) <= 159 + 1e-3
         else:
             assert float(ramp.min()) >= 160 - 1e-3
+    only_photos = MorePhotosSource((1, 16, 16), "test", photos=[("ramp", _ramp(200))], small=[])
+    assert float(only_photos.sample(20, None, gen(0)).min()) * 255 >= 160 - 1e-3
+    with pytest.raises(DualatError, match="photos_more found no images"):
+        MorePhotosSource((1, 16, 16), "test", photos=[], small=[])
     bundled_tr = make_seed_source("photos_more", (1, 28, 28), "train")
     bundled_te = make_seed_source("photos_more", (1, 28, 28), "test")
     names_tr = {r[0] for r in bundled_tr.regions if r[0].startswith("lfw")}

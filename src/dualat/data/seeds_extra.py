@@ -151,7 +151,7 @@ class MorePhotosSource(SeedSource):
                               "(reinstall them with pip) or set data.seeds=noise")
         regions = [Region(n, img, frac) for n, img in photos]
         regions += [Region(n, img, (0.0, 1.0), scale=(0.6, 1.0)) for n, img in small]
-        weights = [1.0] * len(photos) + [SMALL_WEIGHT / len(small)] * len(small)
+        weights = [1.0] * len(photos) + ([SMALL_WEIGHT / len(small)] * len(small) if small else [])
         self.sampler = CropSampler(regions, self.shape, weights=weights)
 
     @property
