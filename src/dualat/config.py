@@ -51,6 +51,7 @@ class AttackConfig:
     step_size: float = 0.5
     steps: int = 5
     random_start: bool = True
+    fast: bool = False          # "fast" AT (Wong et al. 2020): 1 step of 1.25 x eps from a random start; replaces steps, step_size
 
 
 @dataclass
@@ -381,6 +382,9 @@ def _validate_attack(a: AttackConfig, key: str) -> None:
     _check(a.step_size > 0 and math.isfinite(a.step_size), f"{key}.step_size",
            f"must be a positive number, got {a.step_size}")
     _check(a.steps >= 1, f"{key}.steps", f"must be at least 1, got {a.steps}")
+    _check(not a.fast or a.random_start, f"{key}.fast",
+           f"needs a random start (a single step from the clean image is FGSM training, which collapses); "
+           f"drop {key}.random_start=false or set {key}.fast=false")
 
 
 def _validate_jem(j: JEMConfig) -> None:
