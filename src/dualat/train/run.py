@@ -249,7 +249,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     run.log.write({"event": "start" if state is None else "resume", "stage": state and state["stage"],
                    "iteration": state and state["iteration"], "overrides": overrides,
                    "torch": torch.__version__, "python": platform.python_version(), "device": str(run.device),
-                   "amp": cfg.amp, "precision": run.precision, "threads": torch.get_num_threads(), "world_size": dist.world_size, **code_version()})
+                   "amp": cfg.amp, "precision": run.precision, "cpu_s": round(time.process_time(), 3), "threads": torch.get_num_threads(), "world_size": dist.world_size, **code_version()})
     t0 = time.time()
     try:
         summary = _run_stages(run, state)
@@ -267,7 +267,8 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     summary["wall_s_this_session"] = round(time.time() - t0, 1)
     if dist.is_main:
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)}})
+    run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)},
+                   "cpu_s": round(time.process_time(), 3)})
     return run_dir
 
 
