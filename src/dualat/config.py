@@ -383,7 +383,7 @@ def _validate_attack(a: AttackConfig, key: str) -> None:
            f"must be a positive number, got {a.step_size}")
     _check(a.steps >= 1, f"{key}.steps", f"must be at least 1, got {a.steps}")
     _check(not a.fast or a.random_start, f"{key}.fast",
-           f"needs a random start (a single step from the clean image is FGSM training, which collapses); "
+           f"needs a random start (one step from the clean image is FGSM training, prone to catastrophic overfitting); "
            f"drop {key}.random_start=false or set {key}.fast=false")
 
 
