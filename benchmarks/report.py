@@ -165,7 +165,7 @@ def _amp_lines(m: dict) -> list[str]:
             f"straightforward one; its own bf16 pass bound ({_ms(v['input_grad_pass_s'])} input-gradient, "
             f"{_ms(v['train_pass_s'])} training pass) is {_f(v['pass_bound_s'])} s, a fraction of "
             f"{v['fraction_of_bound']:.2f}; {v['gflops']:.1f} GFLOP/s against a bf16 matmul's "
-            f"{v['matmul_bf16_gflops']:.0f}. Off by default: the training recipe's results were measured in float32.", ""]
+            f"{v['matmul_bf16_gflops']:.3g}. Off by default: the training recipe's results were measured in float32.", ""]
 
 
 def _goals(r: dict) -> list[str]:
