@@ -193,7 +193,7 @@ def _measure(key: str, a, device: torch.device, wl: Workload, plain: PlainProces
 
     if a.profile:  # after the timings, so the profiler's overhead touches none of them
         from .profile import profile_step
-        dtype = "bfloat16" if a.amp else "float32"
+        dtype = "bfloat16" if wl.autocast is not None else "float32"  # what --amp resolved to
         out["profile"] = {dtype: profile_step(wl.lib_step(T), device=device)}
         if wl.amp_variant:
             out["profile"]["bfloat16"] = profile_step(wl.lib_step(T, amp=True), device=device)
