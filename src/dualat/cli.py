@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--ood-root", default=None, metavar="DIR", help="folder of the sibling dataset (e.g. MNIST files)")
     v.add_argument("--out", help="folder for metrics.json, samples, reference statistics and the reliability "
                    "diagram (default RUN/eval-<checkpoint>, or eval-<file stem> beside a checkpoint file)")
+    v.add_argument("--amp", choices=["auto", "true", "false"], default=None,
+                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
+                   "(float32); default the run's own amp setting")
     v.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("sample", help="generate images: ascend f_y (or logsumexp) from held-out seeds")
@@ -122,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the seed draws (same seed, same samples)")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--out", help="folder (default RUN/samples-<checkpoint>-<time>, or beside a checkpoint file)")
+    s.add_argument("--amp", choices=["auto", "true", "false"], default=None,
+                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
+                   "(float32); default the run's own amp setting")
     s.add_argument("--quiet", action="store_true")
 
     x = sub.add_parser("explain", help="counterfactual explanations: targeted PGD inside L2 balls of growing radius")
@@ -137,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch-size", type=int, default=256)
     x.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     x.add_argument("--out", help="folder (default RUN/explain-<checkpoint>-<time>)")
+    x.add_argument("--amp", choices=["auto", "true", "false"], default=None,
+                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
+                   "(float32); default the run's own amp setting")
     x.add_argument("--quiet", action="store_true")
     return p
 
@@ -163,7 +172,7 @@ def _eval(args) -> int:
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
                       out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
-                      seeds=args.seeds)
+                      seeds=args.seeds, amp=_amp(args.amp))
     if _reports():
         print(format_table(result))
         if "generative_sweep" in result:
@@ -229,13 +238,19 @@ def _device(name):
     return name or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _amp(text):
+    """--amp auto|true|false -> the amp setting; None = the run's own."""
+    return {"true": True, "false": False}.get(text, text)
+
+
 def _sample(args) -> int:
     from .sample import sample_to_dir
     record = sample_to_dir(args.source, args.out, n=args.n, classes=_numbers(args.classes, int, "--classes"),
                            steps=args.steps, step_size=args.step_size, seeds=args.seeds,
                            unconditional=args.unconditional, seed=args.seed, checkpoint=args.checkpoint,
                            batch_size=args.batch_size, png=args.png, trajectory=args.trajectory,
-                           device=_device(args.device), show_progress=not args.quiet, command=sys.argv)
+                           device=_device(args.device), show_progress=not args.quiet, command=sys.argv,
+                           amp=_amp(args.amp))
     if _reports():
         print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
     return 0
@@ -248,7 +263,7 @@ def _explain(args) -> int:
                             radii=_numbers(args.radii, float, "--radii"), steps=args.steps, n=args.n,
                             checkpoint=args.checkpoint, out=args.out, momentum=args.momentum,
                             batch_size=args.batch_size, device=_device(args.device),
-                            show_progress=not args.quiet, command=sys.argv)
+                            show_progress=not args.quiet, command=sys.argv, amp=_amp(args.amp))
     print(f"counterfactuals of {len(record['inputs'])} images at radii {record['radii']}: {record['out']}")
     return 0
 

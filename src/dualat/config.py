@@ -51,6 +51,7 @@ class AttackConfig:
     step_size: float = 0.5
     steps: int = 5
     random_start: bool = True
+    fast: bool = False          # "fast" AT (Wong et al. 2020): 1 step of 1.25 x eps from a random start; replaces steps, step_size
 
 
 @dataclass
@@ -149,7 +150,7 @@ class Config:
     seed: int = 0
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     threads: int = 0           # torch CPU threads; 0 = leave PyTorch's default
-    amp: bool = False          # bf16 autocast on CUDA, or on a CPU with native bf16 (AMX / AVX512-BF16)
+    amp: bool | str = False    # true: bf16 autocast on CUDA or a oneDNN-bf16 CPU; auto: bf16 only where native (dualat.precision)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
@@ -179,6 +180,10 @@ def _base_type(tp):
 
 
 def _coerce(key: str, value, tp):
+    if set(typing.get_args(tp)) == {bool, str}:  # a switch with named settings (amp: true | false | auto)
+        if not isinstance(value, (bool, str)):
+            raise DualatError(f"config key {key} must be true, false or auto, got {value!r}")
+        return value
     base, optional = _base_type(tp)
     if value is None:
         if optional:
@@ -377,6 +382,9 @@ def _validate_attack(a: AttackConfig, key: str) -> None:
     _check(a.step_size > 0 and math.isfinite(a.step_size), f"{key}.step_size",
            f"must be a positive number, got {a.step_size}")
     _check(a.steps >= 1, f"{key}.steps", f"must be at least 1, got {a.steps}")
+    _check(not a.fast or a.random_start, f"{key}.fast",
+           f"needs a random start (one step from the clean image is FGSM training, prone to catastrophic overfitting); "
+           f"drop {key}.random_start=false or set {key}.fast=false")
 
 
 def _validate_jem(j: JEMConfig) -> None:
@@ -444,6 +452,8 @@ def validate(cfg: Config) -> None:
     _validate_model_kwargs(cfg.model.name, cfg.model.kwargs)
     _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device)), "device",
            f"must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    _check(isinstance(cfg.amp, bool) or cfg.amp == "auto", "amp",
+           f"must be true, false or auto, got {cfg.amp!r}")
     _check(cfg.threads >= 0, "threads", f"must be >= 0, got {cfg.threads}")
     _check(0 <= cfg.seed < 2**32, "seed", f"must be an integer in [0, 2^32), got {cfg.seed}")
     _check(bool(cfg.name) and cfg.name not in (".", "..") and not re.search(r"[/\\\x00]", cfg.name), "name",

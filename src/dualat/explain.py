@@ -74,13 +74,15 @@ def _probs(model, x, batch_size, device):
 
 def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STEPS,
             step_factor: float = STEP_FACTOR, momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256,
-            device=None, show_progress: bool = False) -> Explanation:
+            device=None, show_progress: bool = False, autocast=None) -> Explanation:
     """Counterfactuals of x (N, C, H, W) in [0, 1] toward `target`: a class index, (N,) indices, or
     'predicted' (the model's own prediction of each input).
 
     radii: L2 radii (default `default_radii(x.shape[1:])`); steps: PGD iterations per radius;
     each step moves step_factor x radius / steps along the momentum-averaged normalised gradient
     of log p(target|x) (momentum > 0 averages the normalised gradients; off by default).
+    autocast: a context-manager factory (dualat.precision) for the PGD forwards; the reported
+    confidences are always computed in float32.
     """
     from tqdm.auto import tqdm
     device = device or next(model.parameters()).device
@@ -112,7 +114,8 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
             r = r_all[sl].to(device)
             # per-sample radius and step: each step moves step_factor x radius / steps
             out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=L2Ball(r),
-                          steps=steps, step_size=step_factor / steps * r, momentum=momentum).cpu()
+                          steps=steps, step_size=step_factor / steps * r, momentum=momentum,
+                          autocast=autocast).cpu()
     p = _probs(model, out, batch_size, device)
     shape = (len(radii), n)
     return Explanation(
@@ -241,12 +244,13 @@ def _figure(x, cfs, confs, radii, targets, title, class_names):
 def explain_to_dir(source, images: str, target: str | None = None, radii=None, steps: int = DEFAULT_STEPS,
                    n: int = 10, checkpoint: str = "ema", out=None, step_factor: float = STEP_FACTOR,
                    momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256, device=None,
-                   show_progress: bool = True, command=None) -> dict:
+                   show_progress: bool = True, command=None, amp=None) -> dict:
     """`dualat explain`: counterfactuals of test images / files from a run; writes one figure per
     input (explain_<name>.png) and explain.json into `out` (default RUN_DIR/explain-<checkpoint>-<time>).
 
     Default radii: `default_radii` with the run's L2 training radius (stage2.attack.eps) when it
-    trained under L2. Returns the explain.json record.
+    trained under L2. amp: None (the run's own setting), False, True or "auto": the arithmetic of
+    the counterfactual PGD (explain.json's `compute_dtype`). Returns the explain.json record.
     """
     import datetime
     import json
@@ -266,6 +270,8 @@ def explain_to_dir(source, images: str, target: str | None = None, radii=None, s
     if len(shape) != 3:
         raise DualatError(f"counterfactual figures need images; {d.name} items have shape {shape}")
     dev = next(model.parameters()).device
+    from .precision import precision
+    dtype, autocast = precision(cfg.amp if amp is None else amp, dev)
     x, labels, names, sources = _load_inputs(images, model, open_test, tuple(shape), n, batch_size, dev)
     p0 = _probs(model, x, batch_size, dev)
     k = p0.shape[1]
@@ -274,7 +280,7 @@ def explain_to_dir(source, images: str, target: str | None = None, radii=None, s
     a = cfg.stage2.attack
     radii = list(radii) if radii is not None else default_radii(shape, a.eps if a.norm.upper() == "L2" else None)
     e = explain(model, x[[i for i, _, _ in pairs]], torch.tensor([c for _, _, c in pairs]), radii, steps,
-                step_factor, momentum, batch_size, dev, show_progress)
+                step_factor, momentum, batch_size, dev, show_progress, autocast)
     from .loading import output_base
     out = Path(out) if out is not None else (
         output_base(source) / f"explain-{checkpoint}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
@@ -302,6 +308,7 @@ def explain_to_dir(source, images: str, target: str | None = None, radii=None, s
               "radii": [float(r) for r in radii], "steps": steps,
               "step": f"{step_factor:g} x radius / steps, L2-normalised gradient of log p(target|x)",
               "momentum": momentum, "torch": torch.__version__,
+              "compute_dtype": {"counterfactuals": dtype, "confidences": "float32"},
               "command": command if command is not None else sys.argv,
               "time": datetime.datetime.now().isoformat(timespec="seconds"), "out": str(out), "inputs": entries}
     (out / "explain.json").write_text(json.dumps(record, indent=1))

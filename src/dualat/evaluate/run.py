@@ -8,6 +8,7 @@ adversarial), calibration (ECE). Every number is computed with the weights named
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..errors import DualatError
 from ..images import class_grid, save_png
 from ..loading import load_model
 from ..metrics import frechet_distance, gaussian_stats, load_stats, save_stats
+from ..precision import FLOAT32, precision
 from ..sample import balanced_labels
 from .autoattack import autoattack_accuracy
 from .calibration import calibration, reliability_diagram
@@ -46,7 +48,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
              is_splits: int = 10, n_ood: int = 2000, ood_eps: float | None = None, ood_steps: int = 20,
              ood_root=None, n_bins: int = 15, out=None, device=None, show_progress: bool = True,
              sampler: str | None = None, n_autoattack: int | None = None, dist=None, sweep_steps=None,
-             seeds: str | None = None) -> dict:
+             seeds: str | None = None, amp=None) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
@@ -68,6 +70,10 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     Under torchrun (or with `dist`, a dualat.distributed.Dist): clean / PGD / AutoAttack accuracy
     and sample generation are shared between the processes and gathered; everything else runs on
     every process alike; rank 0 writes `out`; every process returns the same dict.
+    amp: None (the run's own `amp` setting), False, True or "auto" (dualat.precision): the model's
+    forwards of clean / PGD accuracy and of PGD sampling run in what it resolves to on `device`;
+    AutoAttack, OOD scores, calibration and the feature extractor always run in float32.
+    metrics.json's `compute_dtype` names the arithmetic behind each number.
     """
     if sampler is not None and sampler not in SAMPLERS:
         raise DualatError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
@@ -92,6 +98,8 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     n_test = len(test_set) if n is None else min(n, len(test_set))
     weights = f"{info['checkpoint']} weights of {info['path']} (sha256 {info['sha256']})"
     result = {"checkpoint": info, "dataset": d.name, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
+    dtype, autocast = precision(cfg.amp if amp is None else amp, device)
+    dtypes = {}  # number -> the arithmetic of the model forwards that produced it
     out = Path(out) if out is not None else None
     if out is not None and dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -104,13 +112,18 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
         eps_by["Linf"] = parse_eps(eps_linf)
     if robust:
         norms = [norm] if norm else ["L2", "Linf"]
-        result["clean_acc"] = sharded_accuracy(dist, clean_accuracy, model, test_set, n_test,
-                                               show_progress=show_progress)
+        with autocast() if autocast else contextlib.nullcontext():
+            result["clean_acc"] = sharded_accuracy(dist, clean_accuracy, model, test_set, n_test,
+                                                   show_progress=show_progress)
+        dtypes["clean_acc"] = dtype
         result["clean_protocol"] = f"first {n_test} of {len(test_set)} test images, {weights}, eval mode"
         for nm in norms:
             result[f"eps_{nm}"] = eps_by[nm]
-            result[f"pgd_{nm}_acc"] = sharded_accuracy(dist, pgd_accuracy, model, test_set, n_test, nm, eps_by[nm],
-                                                       pgd_steps, pgd_step_size, restarts, show_progress=show_progress)
+            with autocast() if autocast else contextlib.nullcontext():
+                result[f"pgd_{nm}_acc"] = sharded_accuracy(dist, pgd_accuracy, model, test_set, n_test, nm,
+                                                           eps_by[nm], pgd_steps, pgd_step_size, restarts,
+                                                           show_progress=show_progress)
+            dtypes[f"pgd_{nm}_acc"] = dtypes["robust_acc"] = dtype
         run_norm = cfg.stage2.attack.norm if cfg.stage2.attack.norm in norms else norms[0]
         result["robust_acc"] = result[f"pgd_{run_norm}_acc"]
         step = f"{pgd_step_size:g}" if pgd_step_size else "2.5*eps/steps"
@@ -129,14 +142,17 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
                 result[f"autoattack_{nm}_acc"] = aa["robust_acc"]
                 result[f"autoattack_{nm}_max_perturbation"] = aa["max_perturbation"]
                 result["autoattack_clean_acc"] = aa["clean_acc"]
+                dtypes[f"autoattack_{nm}_acc"] = dtypes["autoattack_clean_acc"] = FLOAT32  # always (unshown equal)
                 protocols.append(aa["protocol"])
             result["autoattack_protocol"] = " | ".join(protocols) + f"; {weights}"
     samples = labels = None
     if generative and len(test_set.shape) == 3:
         g, samples, labels = _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size,
                                          extractor, inception_weights, ref_stats, ref_split, n_ref, k, is_splits,
-                                         device, out, show_progress, dist, sampler, sweep_steps, seeds)
+                                         device, out, show_progress, dist, sampler, sweep_steps, seeds, autocast)
         result.update(g)
+        dtypes["samples"] = dtype if g["sampler"] == "pgd" else FLOAT32  # JEM's SGLD / buffer: float32
+        dtypes["features"] = FLOAT32
     elif generative:
         result["generative_skipped"] = f"{d.name} is not image data"
     if ood:
@@ -145,6 +161,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
         adv_eps = parse_eps(ood_eps) if ood_eps is not None else eps_by["L2"]
         result["ood_auroc"] = ood_auroc(model, test_set, sets, adv_eps, ood_steps, n_test, show_progress)
         result["ood_skipped"] = skipped
+        dtypes["ood_auroc"] = FLOAT32
         result["ood_protocol"] = (
             f"AUROC, in-distribution = first {n_test} test images (positive) vs {min(n_ood, max(n_test, 1))} images of "
             f"each OOD set ({', '.join(sets)}; uniform noise seed {cfg.seed + 7}, patches = held-out test crops of the "
@@ -153,6 +170,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
             f"{weights}")
     if calibrate:
         c = calibration(model, test_set, n_test, n_bins, show_progress=show_progress)
+        dtypes["calibration"] = FLOAT32
         result.update({"ece": c["ece"], "calibration_accuracy": c["accuracy"], "mean_confidence": c["mean_confidence"],
                        "nll": c["nll"], "calibration_bins": c["bins"]})
         result["calibration_protocol"] = (f"expected calibration error of the max-softmax confidence, {n_bins} "
@@ -162,6 +180,8 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
                                 f"{d.name}: ECE {c['ece']:.4f}, accuracy {c['accuracy']:.4f}, n={n_test}")
             result["reliability_diagram"] = str(out / "reliability.png")
     result["processes"] = dist.world_size
+    result["amp"] = cfg.amp if amp is None else amp
+    result["compute_dtype"] = dtypes
     if out is not None and dist.is_main:
         (out / "metrics.json").write_text(json.dumps(result, indent=1))
         if samples is not None:  # uint8, as many as evaluate kept (all of them for small images)
@@ -185,7 +205,7 @@ def _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_
 
 def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size, extractor, inception_weights,
                 ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress, dist, sampler=None,
-                sweep_steps=None, seed_name=None):
+                sweep_steps=None, seed_name=None, autocast=None):
     d = cfg.data
     sampler = sampler or ("buffer" if cfg.method == "jem" else "pgd")
     if sweep_steps:
@@ -240,7 +260,7 @@ def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_
                                            step_size, sample_seed, seen, show_progress)
     labels = balanced_labels(n_samples, test_set.num_classes)
     s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress,
-                        dist=dist, sampled=chunks)
+                        dist=dist, sampled=chunks, autocast=autocast)
     balanced = labels
     if seen:  # unconditional JEM samples: the label is the model's own prediction
         labels = torch.cat(seen)
