@@ -26,8 +26,8 @@ def run_stage1(run, state: dict | None = None) -> dict:
                        "renamed": report["renamed"]})
         renamed = ", ".join(f"{a!r} -> {b!r}" for a, b in report["renamed"].items())
         run.say(f"stage 1: loaded {report['loaded']} tensors from {s1.init} "
-                f"({len(report['missing'])} missing, {len(report['unexpected'])} unexpected"
-                f"{'; prefixes ' + renamed if renamed else ''})")
+                f"({len(report['missing'])} missing, {len(report['unexpected'])} unexpected)"
+                + (f"; renamed prefixes {renamed}" if renamed else ""))
     opt = make_optimizer(model.parameters(), s1.optim)
     stream = BatchStream(run.train_set, dist.per_rank(s1.batch_size), seed=cfg.seed * 1000 + 1,
                          transform=make_transform(cfg.data.strong_augment, run.train_set.shape),
