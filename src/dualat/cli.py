@@ -172,7 +172,8 @@ def _eval(args) -> int:
     if _reports():
         print(format_table(result))
         if out:
-            print(f"written: {Path(out) / 'metrics.json'}")
+            files = sorted(p.name for p in Path(out).iterdir() if p.name != "metrics.json") if Path(out).is_dir() else []
+            print(f"written: {Path(out) / 'metrics.json'}" + (f" (and {', '.join(files)} beside it)" if files else ""))
     return 0
 
 
