@@ -65,8 +65,8 @@ def main(work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     theirs = robust_classifier_elsewhere()
     path = save_like_madrylab(theirs, work / "checkpoint.pt.best")
-    run = dualat.train("digits", [f"stage1.init={path}", "stage1.iterations=0", "stage2.iterations=150",
-                                  "eval.every=150", "eval.n_test=100", "eval.n_samples=50", "threads=1"],
+    run = dualat.train("digits", [f"stage1.init={path}", "stage1.iterations=0", "stage2.iterations=100",
+                                  "eval.every=100", "eval.n_test=100", "eval.n_samples=50", "threads=1"],
                        out=work / "run", show_progress=False)
 
     report = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
@@ -82,11 +82,11 @@ def main(work: Path) -> dict:
 
     fd = {}
     for ck in ("stage1", "ema"):
-        m = evaluate(run, ck, robust=True, generative=True, ood=False, calibrate=False, n=297, pgd_steps=10,
-                     norm="L2", n_samples=500, ref_split="test", n_ref=297, show_progress=False,
+        m = evaluate(run, ck, robust=True, generative=True, ood=False, calibrate=False, n=200, pgd_steps=5,
+                     norm="L2", n_samples=400, ref_split="test", n_ref=297, show_progress=False,
                      out=run / f"eval-{ck}")
         fd[ck] = m["fd"]
-        print(f"{ck:6s}: clean {m['clean_acc']:.1%}, PGD-10 L2 {m['pgd_L2_acc']:.1%}, FD of 500 samples "
+        print(f"{ck:6s}: clean {m['clean_acc']:.1%}, PGD-5 L2 {m['pgd_L2_acc']:.1%}, FD of 400 samples "
               f"{m['fd']:.2f} ({m['sample_steps']} steps)")
     assert fd["ema"] < fd["stage1"], fd
     return {"run": run, "fd": fd, "report": report}
