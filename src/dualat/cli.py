@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's final T; "
                    "JEM: jem.eval_sgld_steps)")
     v.add_argument("--step-size", type=float, default=None, help="sampling step (default: 2x training step)")
+    v.add_argument("--seeds", default=None, help="PGD sampler seeds: patches, patches_jitter, photos_more, mix[:F], "
+                   "gaussian, noise or folder:DIR (default: the run's data.seeds, held-out split)")
+    v.add_argument("--sweep-steps", default=None, metavar="N,N,...",
+                   help="also measure the generative metrics of fresh samples at each of these step counts, "
+                   "e.g. 10,20,40,80 (metrics.json: generative_sweep)")
     v.add_argument("--extractor", choices=["evalnet", "squeezenet", "inception"], default="evalnet",
                    help="feature space of the generative metrics (only inception gives an FID)")
     v.add_argument("--inception-weights", default=None, metavar="PATH",
@@ -106,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="PGD steps (default: the run's final curriculum T)")
     s.add_argument("--step-size", type=float, default=None, help="L2 step (default: 2x stage2.step_size)")
     s.add_argument("--seeds", default=None,
-                   help="noise, gaussian, patches or folder:DIR (default: the run's data.seeds, held-out split)")
+                   help="noise, gaussian, patches, patches_jitter, photos_more, mix[:F] or folder:DIR "
+                   "(default: the run's data.seeds, held-out split)")
     s.add_argument("--unconditional", action="store_true", help="ascend logsumexp f(x) instead of one class logit")
     s.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
     s.add_argument("--png", action="store_true", help="also write every sample as png/<index>_y<class>.png")
@@ -168,9 +174,13 @@ def _eval(args) -> int:
                       extractor=args.extractor,
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
-                      out=out, device=args.device, show_progress=not args.quiet)
+                      out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
+                      seeds=args.seeds)
     if _reports():
         print(format_table(result))
+        if "generative_sweep" in result:
+            from .evaluate.sweep import format_sweep
+            print("\n" + format_sweep(result["generative_sweep"]))
         if out:
             files = sorted(p.name for p in Path(out).iterdir() if p.name != "metrics.json") if Path(out).is_dir() else []
             print(f"written: {Path(out) / 'metrics.json'}" + (f" (and {', '.join(files)} beside it)" if files else ""))

@@ -27,7 +27,7 @@ class DataConfig:
     image_size: int | None = None    # for folder datasets (ImageNet: 256)
     channels: int | None = None
     num_classes: int | None = None   # only for `fake` / `imagefolder`
-    seeds: str = "patches"           # contrastive seed source: patches | folder | noise | gaussian
+    seeds: str = "patches"           # patches | folder | noise | gaussian | patches_jitter | photos_more | mix[:F]
     seed_folder: str | None = None   # for seeds=folder
     augment: str = "crop_flip"       # real BCE batch and seeds
     strong_augment: str = "strong"   # stage-1 batches and the stage-2 adversarial-training batch
@@ -418,6 +418,15 @@ def _validate_model_kwargs(name: str, kwargs: dict) -> None:
         raise DualatError(f"config key model.kwargs: {exc}") from None
 
 
+def _seed_base(name) -> str:
+    """data.seeds without mix's fraction ('mix:0.3' -> 'mix'); a bad fraction names the key."""
+    from .data.seeds_extra import parse_seed_name
+    try:
+        return parse_seed_name(name)[0]
+    except DualatError as exc:
+        raise DualatError(f"config key data.seeds: {exc}") from None
+
+
 def validate(cfg: Config) -> None:
     """Raise DualatError naming the first bad key; called before any work starts."""
     from .data import DATASETS, SEED_SOURCES
@@ -425,7 +434,7 @@ def validate(cfg: Config) -> None:
 
     _check_choice(cfg.method, "method", ["dat", "jem", "plain"])
     _check_choice(cfg.data.name, "data.name", sorted(DATASETS))
-    _check_choice(cfg.data.seeds, "data.seeds", list(SEED_SOURCES))
+    _check_choice(_seed_base(cfg.data.seeds), "data.seeds", list(SEED_SOURCES) + ["mix:F"])
     _check(cfg.data.seeds != "folder" or bool(cfg.data.seed_folder), "data.seed_folder",
            "must name an image folder when data.seeds=folder")
     for k in ("augment", "strong_augment"):

@@ -115,7 +115,8 @@ def _settings(model_or_run, checkpoint, steps, step_size, seeds, shape, device):
 
 def _seed_source(seeds, cfg, shape):
     """A tensor, a SeedSource, or a name: None (the run's data.seeds; noise for a bare model),
-    'noise', 'gaussian', 'patches', 'folder:DIR' -- always the held-out "test" split."""
+    'noise', 'gaussian', 'patches', 'patches_jitter', 'photos_more', 'mix[:F]', 'folder:DIR' -- always
+    the held-out "test" split."""
     if torch.is_tensor(seeds) or hasattr(seeds, "sample"):
         return seeds
     from .data import load_dataset, make_seed_source
@@ -124,9 +125,10 @@ def _seed_source(seeds, cfg, shape):
     if kind.startswith("folder:"):
         kind, folder = "folder", kind[len("folder:"):]
     train_set = None
-    if kind == "gaussian":
+    from .data.seeds_extra import needs_train_set
+    if needs_train_set(kind):
         if cfg is None:
-            raise DualatError("gaussian seeds are fitted to the run's training set; give a run directory, "
+            raise DualatError(f"{kind} seeds are fitted to the run's training set; give a run directory, "
                               "not a bare model, or use seeds='noise'")
         d = cfg.data
         train_set = load_dataset(d.name, "train", root=d.root, image_size=d.image_size, channels=d.channels,

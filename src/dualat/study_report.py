@@ -70,6 +70,12 @@ def study_report(out: Path, results: dict, show_progress: bool = False) -> Path:
                 if (p := out / "ablations" / k / "eval-study-ema-pgd" / "samples.png").is_file()]
         if figs:
             page.add("<div class='figs'>" + "".join(figs) + "</div>")
+    cost = out / "sampling_cost" / "sampling_cost.png"  # scripts/sampling_cost.py --out STUDY/sampling_cost
+    if cost.is_file():
+        table = cost.with_suffix(".md").read_text() if cost.with_suffix(".md").is_file() else ""
+        page.add("<h2>Sampling cost: FD of fresh samples against passes per image</h2>"
+                 + page.image(cost, "FD against sampling passes per image", "sampling-cost", width=720)
+                 + (f"<pre>{html.escape(table)}</pre>" if table else ""))
     if results.get("provenance"):
         page.add("<h2>Which code trained each run</h2><ul>" + "".join(
             f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in results["provenance"].items())

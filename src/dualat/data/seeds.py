@@ -18,7 +18,8 @@ from .folder import IMAGE_EXTENSIONS, list_images, load_image
 from .photos import TRAIN_FRACTION, CropSampler, Region, bundled_photos
 from .stream import _mix
 
-SEED_SOURCES = ["patches", "folder", "noise", "gaussian"]
+# the last three live in seeds_extra.py; mix also takes a fraction, mix:F
+SEED_SOURCES = ["patches", "folder", "noise", "gaussian", "patches_jitter", "photos_more", "mix"]
 FULL_COV_MAX_DIM = 4096
 FULL_COV_MAX_BYTES = 2 << 30  # all classes' Cholesky factors together, float32
 _REGIONS: dict[tuple[int, str], list[Region]] = {}
@@ -226,8 +227,8 @@ class GaussianSource(SeedSource):
 
 def make_seed_source(kind: str, shape: tuple, split: str = "train", train_set=None,
                      folder: str | None = None, seed: int = 0) -> SeedSource:
-    """Build a seed source by name (SEED_SOURCES). `seed` only offsets the noise streams;
-    `train_set` is needed by gaussian, `folder` by folder."""
+    """Build a seed source by name (SEED_SOURCES, or mix:F). `seed` only offsets the noise streams
+    (and mix's Gaussian stream); `train_set` is needed by gaussian and mix, `folder` by folder."""
     _check_split(split)
     if kind == "patches":
         return PatchSource(shape, split)
@@ -237,4 +238,8 @@ def make_seed_source(kind: str, shape: tuple, split: str = "train", train_set=No
         return NoiseSource(shape, split, seed)
     if kind == "gaussian":
         return GaussianSource(shape, split, train_set)
+    from .seeds_extra import make_extra_source
+    extra = make_extra_source(kind, shape, split, train_set, seed)
+    if extra is not None:
+        return extra
     raise DualatError(f"unknown seed source {kind!r}; set data.seeds to one of {', '.join(SEED_SOURCES)}")

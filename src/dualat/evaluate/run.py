@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data import load_dataset, make_seed_source
+from ..data.seeds_extra import check_seed_name
 from ..distributed import from_env, session, sharded_accuracy
 from ..errors import DualatError
 from ..images import class_grid, save_png
@@ -24,6 +25,7 @@ from ..metrics import frechet_distance, gaussian_stats, load_stats, save_stats
 from ..sample import balanced_labels
 from .autoattack import autoattack_accuracy
 from .calibration import calibration, reliability_diagram
+from .cost import parse_steps
 from .extractors import EXTRACTORS, make_extractor
 from .generative import dataset_features, generative_metrics, sample_features
 from .ood import ood_auroc, ood_sets
@@ -43,7 +45,8 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
              ref_stats=None, ref_split: str = "train", n_ref: int | None = None, k: int = 5,
              is_splits: int = 10, n_ood: int = 2000, ood_eps: float | None = None, ood_steps: int = 20,
              ood_root=None, n_bins: int = 15, out=None, device=None, show_progress: bool = True,
-             sampler: str | None = None, n_autoattack: int | None = None, dist=None) -> dict:
+             sampler: str | None = None, n_autoattack: int | None = None, dist=None, sweep_steps=None,
+             seeds: str | None = None) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
@@ -57,6 +60,10 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     buffer (a JEM run's replay buffer; the default for JEM runs) or sgld (fresh SGLD chains from
     the run's initial distribution, `steps` default jem.eval_sgld_steps, `step_size` default
     jem.sgld_step_size, noise jem.sgld_noise). The metrics name the sampler.
+    sweep_steps: step counts (e.g. [10, 20, 40, 80] or "10,20,40,80") at which the generative
+    metrics of fresh samples are also measured, as result["generative_sweep"] (evaluate/sweep.py).
+    seeds: the PGD sampler's seed source instead of the run's data.seeds (held-out split), by name
+    as for `dualat sample --seeds`: patches, patches_jitter, photos_more, mix[:F], gaussian, noise, folder:DIR.
     OOD: n_ood images per OOD set, adversarial push of L2 radius ood_eps (default the L2 eps).
     Under torchrun (or with `dist`, a dualat.distributed.Dist): clean / PGD / AutoAttack accuracy
     and sample generation are shared between the processes and gathered; everything else runs on
@@ -66,6 +73,12 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
         raise DualatError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if generative:  # argument mistakes surface before minutes of other families
         _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_weights, ref_split)
+    if seeds is not None:
+        check_seed_name(seeds)
+    if sweep_steps is not None:
+        sweep_steps = parse_steps(sweep_steps)
+        if not generative:
+            raise DualatError("--sweep-steps measures the generative metrics at each step count; add --generative")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dist is None:  # torchrun's processes (or this one alone) for the duration of the evaluation
         call = dict(locals())
@@ -122,7 +135,7 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     if generative and len(test_set.shape) == 3:
         g, samples, labels = _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size,
                                          extractor, inception_weights, ref_stats, ref_split, n_ref, k, is_splits,
-                                         device, out, show_progress, dist, sampler)
+                                         device, out, show_progress, dist, sampler, sweep_steps, seeds)
         result.update(g)
     elif generative:
         result["generative_skipped"] = f"{d.name} is not image data"
@@ -171,13 +184,22 @@ def _check_generative_args(n_samples, n_ref, k, is_splits, extractor, inception_
 
 
 def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_size, extractor, inception_weights,
-                ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress, dist, sampler=None):
+                ref_stats, ref_split, n_ref, k, is_splits, device, out, show_progress, dist, sampler=None,
+                sweep_steps=None, seed_name=None):
     d = cfg.data
     sampler = sampler or ("buffer" if cfg.method == "jem" else "pgd")
+    if sweep_steps:
+        from .sweep import check_sweep_sampler
+        check_sweep_sampler(sampler)
     if sampler != "pgd" and cfg.method != "jem":
         raise DualatError(f"sampler {sampler} needs a JEM run (method=jem); this run was trained with {cfg.method}")
     train_set = load_dataset(d.name, "train", **kw)
-    seeds = make_seed_source(d.seeds, tuple(test_set.shape), "test", train_set, d.seed_folder, cfg.seed)
+    if seed_name is None:
+        seeds = make_seed_source(d.seeds, tuple(test_set.shape), "test", train_set, d.seed_folder, cfg.seed)
+    else:  # evaluate(seeds=...): another held-out seed source, named as `dualat sample --seeds` names it
+        from ..sample import _seed_source
+        seeds = _seed_source(seed_name, cfg, tuple(test_set.shape))
+    seed_kind = d.seeds if seed_name is None else seed_name
     if not dist.is_main:
         dist.barrier()  # rank 0 trains and caches the evaluation network first, if needed
     ext = make_extractor(extractor, d, cfg.eval.evalnet, cfg.eval.evalnet_iterations, inception_weights, device,
@@ -219,17 +241,22 @@ def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_
     labels = balanced_labels(n_samples, test_set.num_classes)
     s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress,
                         dist=dist, sampled=chunks)
+    balanced = labels
     if seen:  # unconditional JEM samples: the label is the model's own prediction
         labels = torch.cat(seen)
     fake, fake_probs = s["feats"], s["probs"]
     res = generative_metrics(fake, fake_probs, real, (mu_r, sigma_r), k=k, splits=is_splits)
+    if sweep_steps:
+        from .sweep import generative_sweep
+        res["generative_sweep"] = generative_sweep(model, cfg, sampler, ext, real, (mu_r, sigma_r), sweep_steps, seeds,
+                                                   balanced, step_size, sample_seed, train_set, k, is_splits, dist)
     res["fd_floor_train_vs_test"] = frechet_distance(*gaussian_stats(floor), mu_r, sigma_r)
     res["fd_seeds"] = frechet_distance(*gaussian_stats(s["seed_feats"]), mu_r, sigma_r)
     if ext.name == "evalnet":
         res["class_agreement"] = float((fake_probs.argmax(1) == labels.numpy()).mean())
     if sampler == "pgd":
         how = (f"{n_samples} class-balanced samples ({test_set.num_classes} classes cycled), {steps} steps of size "
-               f"{step_size:g} (L2-normalised ascent on f_y, clipped to [0,1]) from held-out {d.seeds} seeds (seed "
+               f"{step_size:g} (L2-normalised ascent on f_y, clipped to [0,1]) from held-out {seed_kind} seeds (seed "
                f"{sample_seed})")
         agree = "class_agreement = evalnet's prediction equals the conditioning class"
     else:
@@ -246,7 +273,7 @@ def _generative(model, cfg, info, test_set, kw, weights, n_samples, steps, step_
     res.update({
         "sampler": sampler, "extractor": ext.name, "n_samples": n_samples, "sample_steps": steps,
         "sample_step_size": step_size,
-        "sample_seeds": d.seeds, "sample_seed": sample_seed, "n_ref": len(real), "ref": ref_desc,
+        "sample_seeds": seed_kind, "sample_seed": sample_seed, "n_ref": len(real), "ref": ref_desc,
         "generative_protocol": (
             f"sampler {sampler}: {how}, {weights}; features: {ext.description}; FD = Frechet distance to the reference "
             f"({ref_desc}), {fid_note}; IS = exp E[KL(p(y|x) || p(y))] from the extractor's class probabilities, "
