@@ -130,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "(float32); default the run's own amp setting")
     s.add_argument("--quiet", action="store_true")
 
+    ls = sub.add_parser("landscape", help="toy2d runs: energy heat map, decision regions, data and sampling paths")
+    ls.add_argument("runs", nargs="+", metavar="RUN_DIR", help="a toy2d run (stage 1 and DAT panels), then optionally "
+                    "more runs to compare (e.g. method=plain, method=jem)")
+    ls.add_argument("--out", help="PNG path (default FIRST_RUN/landscape.png; landscape.json beside it)")
+    ls.add_argument("--checkpoints", nargs="+", default=None, help="panels of the first run (default stage1 ema)")
+    ls.add_argument("--resolution", type=int, default=160, help="grid points per side (default 160)")
+    ls.add_argument("--paths", type=int, default=12, help="sampling trajectories per panel (default 12)")
+    ls.add_argument("--steps", type=int, default=None, help="sampler steps (default: the first run's final T)")
+    ls.add_argument("--step-size", type=float, default=None, help="sampler step (default 2x stage2.step_size)")
+    ls.add_argument("--seed", type=int, default=0)
+    ls.add_argument("--quiet", action="store_true")
+
     x = sub.add_parser("explain", help="counterfactual explanations: targeted PGD inside L2 balls of growing radius")
     x.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
     x.add_argument("--images", required=True, help="test indices (0,5,17), misclassified, or image files (a.png,b.jpg)")
@@ -179,7 +191,8 @@ def _eval(args) -> int:
             from .evaluate.sweep import format_sweep
             print("\n" + format_sweep(result["generative_sweep"]))
         if out:
-            print(f"written: {Path(out) / 'metrics.json'}")
+            files = sorted(p.name for p in Path(out).iterdir() if p.name != "metrics.json") if Path(out).is_dir() else []
+            print(f"written: {Path(out) / 'metrics.json'}" + (f" (and {', '.join(files)} beside it)" if files else ""))
     return 0
 
 
@@ -278,13 +291,23 @@ def _study(args) -> int:
     return 0
 
 
+def _landscape(args) -> int:
+    from .landscape import landscape
+    record = landscape(args.runs, args.out, checkpoints=args.checkpoints, resolution=args.resolution,
+                       n_paths=args.paths, steps=args.steps, step_size=args.step_size, seed=args.seed,
+                       show_progress=not args.quiet)
+    print(f"landscape of {len(record['panels'])} models: {record['out']} (numbers: "
+          f"{record['out'].rsplit('.', 1)[0]}.json)")
+    return 0
+
+
 def _report(args) -> int:
     from .report import report
     print(f"report: {report(args.run_dir, args.out)}")
     return 0
 
 
-VERBS = {"study": _study, "report": _report, "train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
+VERBS = {"landscape": _landscape, "study": _study, "report": _report, "train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
 
 
 def _close_bars() -> None:
