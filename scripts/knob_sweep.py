@@ -41,6 +41,8 @@ PLANS = {
             ("step02", ["stage2.step_size=0.2"], True, "contrastive step 0.1 -> 0.2"),
             ("seeds_jitter", ["data.seeds=patches_jitter"], True, "seeds: multi-scale jittered patches"),
             ("seeds_mix", ["data.seeds=mix:0.3"], True, "seeds: 30% per-class Gaussian + 70% patches"),
+            ("seeds_mix_auc07", ["data.seeds=mix:0.3", "stage2.auc_threshold=0.7"], True,
+             "seeds_mix with AUC threshold 0.7 (with mix seeds the AUC sits at 0.75-0.78 and T stalls at 8)"),
             ("width2", ["model.kwargs.width=2.0"], False, "small_cnn width x2 (both stages)"),
             ("seeds_noise", ["data.seeds=noise"], True, "seeds: uniform noise instead of photo patches"),
             ("tmax30_s2x2", ["stage2.iterations=300", "stage2.t_max=30"], True, "T_max 20 -> 30 (at stage 2 x2)"),
