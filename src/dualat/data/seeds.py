@@ -16,7 +16,7 @@ import torch
 from ..errors import DualatError
 from .folder import IMAGE_EXTENSIONS, list_images, load_image
 from .photos import TRAIN_FRACTION, CropSampler, Region, bundled_photos
-from .stream import _mix
+from .stream import mix_seeds
 
 SEED_SOURCES = ["patches", "folder", "noise", "gaussian"]
 FULL_COV_MAX_DIM = 4096
@@ -146,7 +146,7 @@ class NoiseSource(SeedSource):
 
     def sample(self, n, y, generator):
         draw = int(torch.randint(0, 2**62, (1,), generator=generator))
-        g = torch.Generator().manual_seed(_mix(draw, self.seed, 1 if self.split == "train" else 2))
+        g = torch.Generator().manual_seed(mix_seeds(draw, self.seed, 1 if self.split == "train" else 2))
         return torch.rand(n, *self.shape, generator=g)
 
 
