@@ -90,3 +90,23 @@ def test_old_configs_map_onto_the_threat_section(tmp_path):
         load_config("digits", ["stage2.attack.eps=-1"])
     with pytest.raises(DualatError, match="stage2.attack"):
         load_config("digits", ["stage2.attack=3"])
+
+
+def test_fashion_mnist_long_is_the_longer_resumable_recipe():
+    base, long = load_config("fashion_mnist"), load_config("fashion_mnist_long")
+    assert long.data == base.data and long.model == base.model
+    assert long.stage1.iterations >= 3 * base.stage1.iterations and long.stage2.iterations >= 3 * base.stage2.iterations
+    assert long.stage2.t_max == 60 and long.stage2.step_size == base.stage2.step_size
+    assert long.log.checkpoint_every <= 100 and long.stage2.iterations % long.log.checkpoint_every == 0
+    assert long.eval.every >= base.eval.every and long.eval.n_samples <= base.eval.n_samples
+    text = (PRESET_DIR / "fashion_mnist_long.yaml").read_text()
+    assert "NOT yet validated" in text and "bf16" in text
+
+
+def test_every_file_in_the_configs_folder_loads():
+    from pathlib import Path
+    folder = Path(__file__).resolve().parent.parent / "configs"  # the repository's symlink to the presets
+    files = sorted(folder.glob("*.yaml"))
+    assert {f.stem for f in files} == set(PRESETS) and "fashion_mnist_long" in PRESETS
+    for f in files:
+        assert load_config(str(f)).stage2.t_max >= 1

@@ -174,3 +174,47 @@ def test_eval_of_a_checkpoint_file_writes_beside_it(plain_run, capsys):
     m = json.loads((run / "eval-model_ema" / "metrics.json").read_text())
     assert set(m) >= {"ece", "calibration_bins", "reliability_diagram"} and "clean_acc" not in m
     assert (run / "eval-model_ema" / "reliability.png").is_file()
+
+
+def test_sweep_steps_gives_one_point_per_step_count(plain_run, tmp_path, capsys):
+    run, _, _ = plain_run
+    kw = dict(robust=False, ood=False, calibrate=False, n_samples=40, k=3, is_splits=2, show_progress=False)
+    res = evaluate(run, steps=2, sweep_steps="1,2,5", out=tmp_path / "e", **kw)
+    sweep = res["generative_sweep"]
+    assert sweep["sampler"] == "pgd" and sweep["steps"] == [1, 2, 5] and sweep["extractor"] == "evalnet"
+    assert [p["steps"] for p in sweep["points"]] == [1, 2, 5]
+    for p in sweep["points"]:
+        assert np.isfinite(p["fd"]) and 0 <= p["precision"] <= 1 and 0 <= p["recall"] <= 1 and p["n"] == 40
+        assert p["passes_per_image"] == p["steps"] and p["forward_only_per_image"] == 0  # counted, one per step
+    # the point at the main step count is the main measurement: same seeds, same reference
+    assert sweep["points"][1]["fd"] == pytest.approx(res["fd"], rel=1e-9)
+    assert len({p["fd"] for p in sweep["points"]}) == 3
+    saved = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert saved["generative_sweep"]["points"][2]["steps"] == 5
+    assert main(["eval", str(run), "--generative", "--n-samples", "40", "--n-ref", "40", "--sweep-steps", "1,3",
+                 "--out", str(tmp_path / "c"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "generative sweep (pgd" in out and "passes/img" in out
+    assert [p["steps"] for p in json.loads((tmp_path / "c" / "metrics.json").read_text())
+            ["generative_sweep"]["points"]] == [1, 3]
+
+
+@pytest.mark.parametrize("bad", ["0,x", "10,,20", "-5", "3,3", ""])
+def test_bad_sweep_steps_are_one_error_line(plain_run, capsys, bad):
+    run, _, _ = plain_run
+    assert main(["eval", str(run), "--generative", "--sweep-steps", bad, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sweep-steps" in err[0] and "10,20,40,80" in err[0]
+    assert main(["eval", str(run), "--robust", "--sweep-steps", "10", "--quiet"]) == 2
+    assert "add --generative" in capsys.readouterr().err
+
+
+def test_eval_seeds_option_picks_another_held_out_source(plain_run, capsys):
+    run, _, _ = plain_run
+    kw = dict(robust=False, ood=False, calibrate=False, n_samples=30, k=3, is_splits=2, steps=2, show_progress=False)
+    base = evaluate(run, **kw)
+    mixed = evaluate(run, seeds="mix:0.5", **kw)
+    assert base["sample_seeds"] == "patches" and mixed["sample_seeds"] == "mix:0.5"
+    assert "from held-out mix:0.5 seeds" in mixed["generative_protocol"] and mixed["fd_seeds"] != base["fd_seeds"]
+    assert main(["eval", str(run), "--generative", "--seeds", "pathces", "--quiet"]) == 2
+    assert "unknown seed source 'pathces'" in capsys.readouterr().err

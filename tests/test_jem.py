@@ -169,3 +169,15 @@ def test_jem_with_active_batchnorm_and_gaussian_init_runs(tmp_path):
     assert summary["diverged"] is None and summary["iterations_done"] == 4
     images = safe_load(out / "replay_buffer.safetensors")["images"]
     assert images.min() >= 0 and images.max() <= 1
+
+
+def test_sweep_steps_runs_fresh_sgld_chains_and_refuses_the_buffer(jem_run):
+    kw = dict(robust=False, ood=False, calibrate=False, n_samples=30, k=3, is_splits=2, show_progress=False)
+    res = evaluate(jem_run, sampler="sgld", steps=2, sweep_steps=[1, 2, 4], **kw)
+    sweep = res["generative_sweep"]
+    assert sweep["sampler"] == "sgld" and [p["steps"] for p in sweep["points"]] == [1, 2, 4]
+    for p in sweep["points"]:  # counted: one forward+backward per SGLD step, one forward for the label
+        assert p["passes_per_image"] == p["steps"] and p["forward_only_per_image"] == 1
+    assert sweep["points"][1]["fd"] == pytest.approx(res["fd"], rel=1e-9)  # same chains as the main number
+    with pytest.raises(DualatError, match="--sampler sgld"):
+        evaluate(jem_run, sweep_steps="2", **kw)

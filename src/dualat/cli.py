@@ -10,6 +10,7 @@ from .config import load_config
 from .distributed import from_env
 from .errors import DualatError
 from .evaluate.run import evaluate, format_table
+from .evaluate.sweep import format_sweep
 from .explain import explain_to_dir
 from .loading import default_output
 from .report import report
@@ -34,9 +35,12 @@ def _eval(args) -> int:
                       extractor=args.extractor,
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
-                      out=out, device=args.device, show_progress=not args.quiet)
+                      out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
+                      seeds=args.seeds)
     if _reports():
         print(format_table(result))
+        if "generative_sweep" in result:
+            print("\n" + format_sweep(result["generative_sweep"]))
         if out:
             print(f"written: {Path(out) / 'metrics.json'}")
     return 0

@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--steps", type=count0, default=None, help="sampling steps (default: the run's final T; "
                    "JEM: jem.eval_sgld_steps)")
     v.add_argument("--step-size", type=float, default=None, help="sampling step (default: 2x training step)")
+    v.add_argument("--seeds", default=None, help="PGD sampler seeds: patches, patches_jitter, photos_more, mix[:F], "
+                   "gaussian, noise or folder:DIR (default: the run's data.seeds, held-out split)")
+    v.add_argument("--sweep-steps", default=None, metavar="N,N,...",
+                   help="also measure the generative metrics of fresh samples at each of these step counts, "
+                   "e.g. 10,20,40,80 (metrics.json: generative_sweep)")
     v.add_argument("--extractor", choices=["evalnet", "squeezenet", "inception"], default="evalnet",
                    help="feature space of the generative metrics (only inception gives an FID)")
     v.add_argument("--inception-weights", default=None, metavar="PATH",
@@ -125,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=count0, default=None, help="PGD steps (default: the run's final curriculum T)")
     s.add_argument("--step-size", type=float, default=None, help="L2 step (default: 2x stage2.step_size)")
     s.add_argument("--seeds", default=None,
-                   help="noise, gaussian, patches or folder:DIR (default: the run's data.seeds, held-out split)")
+                   help="noise, gaussian, patches, patches_jitter, photos_more, mix[:F] or folder:DIR "
+                   "(default: the run's data.seeds, held-out split)")
     s.add_argument("--unconditional", action="store_true", help="ascend logsumexp f(x) instead of one class logit")
     s.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
     s.add_argument("--png", action="store_true", help="also write every sample as png/<index>_y<class>.png")

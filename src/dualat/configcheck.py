@@ -7,6 +7,7 @@ import math
 import re
 
 from .data import DATASETS, SEED_SOURCES
+from .data.seeds_extra import parse_seed_name
 from .data.transforms import TRANSFORM_SPECS
 from .errors import DualatError
 from .models import list_models
@@ -82,11 +83,19 @@ def _validate_model_kwargs(name: str, kwargs: dict) -> None:
         raise DualatError(f"config key model.kwargs: {exc}") from None
 
 
+def _seed_base(name) -> str:
+    """data.seeds without mix's fraction ('mix:0.3' -> 'mix'); a bad fraction names the key."""
+    try:
+        return parse_seed_name(name)[0]
+    except DualatError as exc:
+        raise DualatError(f"config key data.seeds: {exc}") from None
+
+
 def validate(cfg) -> None:
     """Raise DualatError naming the first bad key; called before any work starts."""
     _check_choice(cfg.method, "method", ["dat", "jem", "plain"])
     _check_choice(cfg.data.name, "data.name", sorted(DATASETS))
-    _check_choice(cfg.data.seeds, "data.seeds", list(SEED_SOURCES))
+    _check_choice(_seed_base(cfg.data.seeds), "data.seeds", list(SEED_SOURCES) + ["mix:F"])
     _check(cfg.data.seeds != "folder" or bool(cfg.data.seed_folder), "data.seed_folder",
            "must name an image folder when data.seeds=folder")
     for k in ("augment", "strong_augment"):

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .data import data_info, load_split, make_seed_source
+from .data.seeds_extra import needs_train_set
 from .distributed import from_env, session
 from .energy import energy
 from .errors import DualatError
@@ -53,12 +55,13 @@ def _settings(model_or_run, checkpoint, steps, step_size, seeds, shape, device):
         raise DualatError(f"steps must be a whole number >= 0, got {steps!r}")
     if not (step_size > 0 and math.isfinite(step_size)):
         raise DualatError(f"step size must be positive, got {step_size!r}")
-    return model, cfg, info, shape, k, steps, float(step_size), _seed_source(seeds, cfg, shape)
+    return model, cfg, info, shape, k, steps, float(step_size), seed_source(seeds, cfg, shape)
 
 
-def _seed_source(seeds, cfg, shape):
+def seed_source(seeds, cfg, shape):
     """A tensor, a SeedSource, or a name: None (the run's data.seeds; noise for a bare model),
-    'noise', 'gaussian', 'patches', 'folder:DIR' -- always the held-out "test" split."""
+    'noise', 'gaussian', 'patches', 'patches_jitter', 'photos_more', 'mix[:F]', 'folder:DIR' -- always
+    the held-out "test" split."""
     if torch.is_tensor(seeds) or hasattr(seeds, "sample"):
         return seeds
     kind = seeds if seeds is not None else (cfg.data.seeds if cfg is not None else "noise")
@@ -66,9 +69,9 @@ def _seed_source(seeds, cfg, shape):
     if kind.startswith("folder:"):
         kind, folder = "folder", kind[len("folder:"):]
     train_set = None
-    if kind == "gaussian":
+    if needs_train_set(kind):
         if cfg is None:
-            raise DualatError("gaussian seeds are fitted to the run's training set; give a run directory, "
+            raise DualatError(f"{kind} seeds are fitted to the run's training set; give a run directory, "
                               "not a bare model, or use seeds='noise'")
         train_set = load_split(cfg.data, "train")
     return make_seed_source(kind, shape, "test", train_set, folder, cfg.seed if cfg is not None else 0)
@@ -97,7 +100,6 @@ def drive_generation(model, k, seeds, n, classes, steps, step_size, unconditiona
     or the model's prediction when unconditional). With `trajectory` = K returns (parts, steps):
     parts {step: [(start, x)]} of the first rows samples at steps 0, K, 2K, ..., final (see
     _strip), else None. share = (rank, world_size): this process's batches only."""
-    from tqdm.auto import tqdm
     if torch.is_tensor(seeds) and seeds.shape[0] < n:
         raise DualatError(f"{seeds.shape[0]} seed images given for {n} samples")
     labels = balanced_labels(n, k, classes)

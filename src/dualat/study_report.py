@@ -12,9 +12,10 @@ from .report import Page, run_sections
 from .rundir import RunDir
 
 
-def study_report(out: Path, results: dict, view: dict) -> Path:
-    """report.html from the study's results and table view (study.table_view)."""
+def study_report(out: Path, results: dict, view: dict | None = None) -> Path:
+    """report.html from the study's results and table view (study.table_view; None: no table)."""
     out = Path(out)
+    view = view or {"columns": [], "cells": {}, "rows": []}
     page = Page(out / "report.html", f"dualat study: {results['config']['name']}")
     md = (out / "results.md").read_text() if (out / "results.md").is_file() else ""
     intro = md.split("| model |")[0].split("\n", 2)[-1].strip()
@@ -65,6 +66,12 @@ def study_report(out: Path, results: dict, view: dict) -> Path:
                 if (p := out / "ablations" / k / "eval-study-ema-pgd" / "samples.png").is_file()]
         if figs:
             page.add("<div class='figs'>" + "".join(figs) + "</div>")
+    cost = out / "sampling_cost" / "sampling_cost.png"  # scripts/sampling_cost.py --out STUDY/sampling_cost
+    if cost.is_file():
+        table = cost.with_suffix(".md").read_text() if cost.with_suffix(".md").is_file() else ""
+        page.add("<h2>Sampling cost: FD of fresh samples against passes per image</h2>"
+                 + page.image(cost, "FD against sampling passes per image", "sampling-cost", width=720)
+                 + (f"<pre>{html.escape(table)}</pre>" if table else ""))
     if results.get("provenance"):
         page.add("<h2>Which code trained each run</h2><ul>" + "".join(
             f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in results["provenance"].items())

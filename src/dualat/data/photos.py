@@ -83,8 +83,9 @@ class Region:
     """
 
     def __init__(self, name: str, pixels: torch.Tensor | Callable[[], torch.Tensor],
-                 frac: tuple[float, float] = (0.0, 1.0)):
+                 frac: tuple[float, float] = (0.0, 1.0), scale: tuple[float, float] | None = None):
         self.name = name
+        self.scale = scale  # crop side range as fractions of `short`; None = the sampler's
         self._src = pixels
         self.frac = frac
         self.row0 = self.row1 = self.short = None
@@ -110,11 +111,19 @@ class CropSampler:
     Crop side: uniform between max(10% of the image's shorter side, target side) and 50% of it,
     capped by the region; left-right flipped with probability 1/2. Region choice is uniform.
     `cache` > 0 keeps that many decoded lazy regions (folders); eager regions stay resident.
+    `scale` = (lo, hi) replaces the 10% / 50% (a Region's own `scale` wins); `weights` (one per
+    region) makes the region choice proportional to them instead of uniform.
     """
 
-    def __init__(self, regions: list[Region], shape: tuple[int, int, int], cache: int = 0):
+    def __init__(self, regions: list[Region], shape: tuple[int, int, int], cache: int = 0,
+                 scale: tuple[float, float] = (0.1, 0.5), weights: list[float] | None = None):
         self.regions = regions
         self.shape = tuple(shape)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self._cum = None
+        if weights is not None:
+            w = torch.tensor(weights, dtype=torch.float64)
+            self._cum = w.cumsum(0) / w.sum()
         self._cache: OrderedDict[int, list[torch.Tensor]] = OrderedDict()
         self._cache_size = cache
 
@@ -136,12 +145,16 @@ class CropSampler:
         u = torch.rand(n, 5, generator=g, dtype=torch.float64)
         out = torch.zeros(n, 6, dtype=torch.int64)
         for j in range(n):
-            i = min(int(u[j, 0] * len(self.regions)), len(self.regions) - 1)
+            if self._cum is None:
+                i = min(int(u[j, 0] * len(self.regions)), len(self.regions) - 1)
+            else:
+                i = min(int(torch.searchsorted(self._cum, u[j, 0], right=True)), len(self.regions) - 1)
             base = self._pyramid(i)[0]
             rh, rw = base.shape[-2:]
             short = self.regions[i].short
-            hi = max(1.0, min(0.5 * short, rh, rw * th / tw))
-            lo = min(max(0.1 * short, th), hi)
+            lo_f, hi_f = self.regions[i].scale or self.scale
+            hi = max(1.0, min(hi_f * short, rh, rw * th / tw))
+            lo = min(max(lo_f * short, th), hi)
             ch = int(lo + float(u[j, 1]) * (hi - lo))
             cw = max(1, min(rw, round(ch * tw / th)))
             top = int(float(u[j, 2]) * (rh - ch + 1))

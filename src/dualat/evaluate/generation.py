@@ -11,11 +11,13 @@ from ..data import load_split, make_seed_source
 from ..errors import DualatError
 from ..metrics import frechet_distance, gaussian_stats, load_stats, save_stats
 from ..sampler import balanced_labels, default_step_size, default_steps
+from ..sample import seed_source
 from ..sgld import sampler_chunks
 from .extractors import EXTRACTORS, make_extractor
 from .generative import dataset_features, generative_metrics, sample_features
 from .inception import load_fid_inception
 from .options import GenerativeOptions, Target
+from .sweep import check_sweep_sampler, generative_sweep
 
 SAMPLERS = ("pgd", "buffer", "sgld")
 
@@ -43,13 +45,19 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     device, show_progress, dist = t.device, t.show_progress, t.dist
     n_samples, steps, step_size, sampler = o.n_samples, o.steps, o.step_size, o.sampler
     extractor, inception_weights, ref_stats, ref_split = o.extractor, o.inception_weights, o.ref_stats, o.ref_split
-    n_ref, k, is_splits = o.n_ref, o.k, o.is_splits
+    n_ref, k, is_splits, sweep_steps, seed_name = o.n_ref, o.k, o.is_splits, o.sweep_steps, o.seeds
     d = cfg.data
     sampler = sampler or ("buffer" if cfg.method == "jem" else "pgd")
+    if sweep_steps:
+        check_sweep_sampler(sampler)
     if sampler != "pgd" and cfg.method != "jem":
         raise DualatError(f"sampler {sampler} needs a JEM run (method=jem); this run was trained with {cfg.method}")
     train_set = load_split(d, "train")
-    seeds = make_seed_source(d.seeds, tuple(test_set.shape), "test", train_set, d.seed_folder, cfg.seed)
+    if seed_name is None:
+        seeds = make_seed_source(d.seeds, tuple(test_set.shape), "test", train_set, d.seed_folder, cfg.seed)
+    else:  # evaluate(seeds=...): another held-out seed source, named as `dualat sample --seeds` names it
+        seeds = seed_source(seed_name, cfg, tuple(test_set.shape))
+    seed_kind = d.seeds if seed_name is None else seed_name
     if not dist.is_main:
         dist.barrier()  # rank 0 trains and caches the evaluation network first, if needed
     ext = make_extractor(extractor, d, cfg.eval.evalnet, cfg.eval.evalnet_iterations, inception_weights, device,
@@ -90,17 +98,21 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     labels = balanced_labels(n_samples, test_set.num_classes)
     s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress,
                         dist=dist, sampled=chunks)
+    balanced = labels
     if seen:  # unconditional JEM samples: the label is the model's own prediction
         labels = torch.cat(seen)
     fake, fake_probs = s["feats"], s["probs"]
     res = generative_metrics(fake, fake_probs, real, (mu_r, sigma_r), k=k, splits=is_splits)
+    if sweep_steps:
+        res["generative_sweep"] = generative_sweep(model, cfg, sampler, ext, real, (mu_r, sigma_r), sweep_steps, seeds,
+                                                   balanced, step_size, sample_seed, train_set, k, is_splits, dist)
     res["fd_floor_train_vs_test"] = frechet_distance(*gaussian_stats(floor), mu_r, sigma_r)
     res["fd_seeds"] = frechet_distance(*gaussian_stats(s["seed_feats"]), mu_r, sigma_r)
     if ext.name == "evalnet":
         res["class_agreement"] = float((fake_probs.argmax(1) == labels.numpy()).mean())
     if sampler == "pgd":
         how = (f"{n_samples} class-balanced samples ({test_set.num_classes} classes cycled), {steps} steps of size "
-               f"{step_size:g} (L2-normalised ascent on f_y, clipped to [0,1]) from held-out {d.seeds} seeds (seed "
+               f"{step_size:g} (L2-normalised ascent on f_y, clipped to [0,1]) from held-out {seed_kind} seeds (seed "
                f"{sample_seed})")
         agree = "class_agreement = evalnet's prediction equals the conditioning class"
     else:
@@ -117,7 +129,7 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     res.update({
         "sampler": sampler, "extractor": ext.name, "n_samples": n_samples, "sample_steps": steps,
         "sample_step_size": step_size,
-        "sample_seeds": d.seeds, "sample_seed": sample_seed, "n_ref": len(real), "ref": ref_desc,
+        "sample_seeds": seed_kind, "sample_seed": sample_seed, "n_ref": len(real), "ref": ref_desc,
         "generative_protocol": (
             f"sampler {sampler}: {how}, {weights}; features: {ext.description}; FD = Frechet distance to the reference "
             f"({ref_desc}), {fid_note}; IS = exp E[KL(p(y|x) || p(y))] from the extractor's class probabilities, "

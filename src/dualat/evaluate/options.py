@@ -43,6 +43,8 @@ class GenerativeOptions:
     n_ref: int | None = None            # default n_samples
     k: int = 5
     is_splits: int = 10
+    sweep_steps: list[int] | str | None = None  # also measure fresh samples at these step counts
+    seeds: str | None = None            # the PGD sampler's seed source instead of the run's data.seeds
 
 
 @dataclass

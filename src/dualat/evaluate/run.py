@@ -22,7 +22,9 @@ from ..distributed import from_env, session
 from ..errors import DualatError
 from ..images import class_grid, save_png
 from ..loading import load_model
+from ..data.seeds_extra import check_seed_name
 from .calibration import reliability_diagram
+from .cost import parse_steps
 from .families import budgets, calibration_family, ood_family, robust_family
 from .generation import SAMPLERS, check_generative_options, generative_family
 from .options import Target, split_options
@@ -47,6 +49,10 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     buffer (a JEM run's replay buffer; the default for JEM runs) or sgld (fresh SGLD chains from
     the run's initial distribution, `steps` default jem.eval_sgld_steps, `step_size` default
     jem.sgld_step_size, noise jem.sgld_noise). The metrics name the sampler.
+    sweep_steps: step counts (e.g. [10, 20, 40, 80] or "10,20,40,80") at which the generative
+    metrics of fresh samples are also measured, as result["generative_sweep"] (evaluate/sweep.py).
+    seeds: the PGD sampler's seed source instead of the run's data.seeds (held-out split), by name
+    as for `dualat sample --seeds`: patches, patches_jitter, photos_more, mix[:F], gaussian, noise, folder:DIR.
     OOD: n_ood images per OOD set, adversarial push of L2 radius ood_eps (default the L2 eps).
     options: the fields of the family option objects (evaluate/options.py) as keywords.
     Under torchrun (or with `dist`, a dualat.distributed.Dist): clean / PGD / AutoAttack accuracy
@@ -59,8 +65,15 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
         raise DualatError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise DualatError(f"n (test images) must be a whole number >= 1 or None for all, got {n!r}")
+    g = opts["generative"]
     if generative:  # argument mistakes surface before minutes of other families
-        check_generative_options(opts["generative"])
+        check_generative_options(g)
+    if g.seeds is not None:
+        check_seed_name(g.seeds)
+    if g.sweep_steps is not None:
+        g.sweep_steps = parse_steps(g.sweep_steps)
+        if not generative:
+            raise DualatError("--sweep-steps measures the generative metrics at each step count; add --generative")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dist is not None:
         return _evaluate(source, checkpoint, (robust, generative, ood, calibrate), n, opts, out, device,
