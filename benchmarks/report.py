@@ -136,6 +136,11 @@ def _model(key: str, m: dict) -> list[str]:
                   "| batch | " + " | ".join(str(b) for b in batches) + " |", "|---" * (len(batches) + 1) + "|"]
         for al, name in (("glibc", "plain process (glibc untouched)"), ("kept", "library process (keep_large_buffers)")):
             lines.append(f"| {name} | " + " | ".join(f"{get[(b, al)]['images_per_s']:.0f}" for b in batches) + " |")
+    if m.get("profile"):
+        from .profile import markdown as profile_markdown
+        lines += ["", "### (h) Where one library step's time goes (torch.profiler, `--profile`)", ""]
+        for dtype, p in m["profile"].items():
+            lines += profile_markdown(p, f"{dtype} step")
     return lines + [""]
 
 
@@ -152,13 +157,15 @@ def _amp_lines(m: dict) -> list[str]:
     v = m.get("amp_variant")
     if not v:
         return []
-    return ["", f"The same library step with `amp=true` (bf16 autocast on this CPU's native bf16), timed in the "
+    how = ("bf16 autocast on this CPU's native bf16" if v.get("native_bf16", True) else
+           "bf16 autocast forced with `--bf16-anyway`: this CPU has no native bf16, so it is emulated")
+    return ["", f"The same library step with `amp=true` ({how}), timed in the "
             f"same rounds: **{v['s_per_it']:.3f} s** per iteration ({v['images_per_s']:.0f} images/s), "
             f"x{v['speedup_over_lib']:.2f} over the float32 library step and x{v['speedup_over_ref']:.2f} over the "
             f"straightforward one; its own bf16 pass bound ({_ms(v['input_grad_pass_s'])} input-gradient, "
             f"{_ms(v['train_pass_s'])} training pass) is {_f(v['pass_bound_s'])} s, a fraction of "
             f"{v['fraction_of_bound']:.2f}; {v['gflops']:.1f} GFLOP/s against a bf16 matmul's "
-            f"{v['matmul_bf16_gflops']:.0f}. Off by default: the training recipe's results were measured in float32.", ""]
+            f"{v['matmul_bf16_gflops']:.3g}. Off by default: the training recipe's results were measured in float32.", ""]
 
 
 def _goals(r: dict) -> list[str]:

@@ -56,6 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch.compile the library's model (default: on for cuda)")
     p.add_argument("--amp-variant", action=argparse.BooleanOptionalAction, default=True,
                    help="on a CPU with native bf16 and without --amp, also time the library step with amp=true")
+    p.add_argument("--bf16-anyway", action="store_true",
+                   help="time the bf16 variant also on a CPU without native bf16 (emulated there: what it costs)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one library step (torch.profiler, operators by self CPU time)")
     p.add_argument("--quick", action="store_true", help="a smoke run: tiny batches and step counts, one round")
     p.add_argument("--note", default="", help="a line for the page, e.g. 'machine shared with other jobs'")
     p.add_argument("--json", default=str(ROOT / "docs" / "performance.json"))
@@ -101,7 +105,8 @@ def machine(device: torch.device, threads: int) -> dict:
 
 def measure_model(key: str, a, device: torch.device) -> dict:
     shared = dict(batch_size=a.batch_size, max_attack_steps=2 if a.quick else None, max_batch=max(a.batch_sweep))
-    wl = Workload(key, device, amp=a.amp, compile=a.compile, amp_variant=a.amp_variant, **shared)
+    wl = Workload(key, device, amp=a.amp, compile=a.compile, amp_variant=a.amp_variant,
+                  amp_anyway=a.bf16_anyway, **shared)
     plain = PlainProcess(key, device, torch.get_num_threads(), **shared)
     try:
         return _measure(key, a, device, wl, plain)
@@ -136,7 +141,9 @@ def _measure(key: str, a, device: torch.device, wl: Workload, plain: PlainProces
         jobs["lib_amp_step"] = wl.lib_step(T, amp=True)
         jobs["input_grad/amp"] = wl.input_grad_pass("amp", B)
         jobs["train/amp"] = wl.train_pass("amp", B)
-        jobs["matmul_bf16"] = matmul_job(device, torch.bfloat16)[0]
+        # emulated bf16 (no native instructions) multiplies about 30x slower: a smaller matrix there
+        mm_bf16_job, mm_bf16_flops = matmul_job(device, torch.bfloat16, n=2048 if wl.amp_native else 1024)
+        jobs["matmul_bf16"] = mm_bf16_job
     for name, fn in jobs.items():
         if name not in ("lib_step", "ref_step"):
             fn()  # warm-up of every single pass (oneDNN builds its kernels on first use)
@@ -173,15 +180,23 @@ def _measure(key: str, a, device: torch.device, wl: Workload, plain: PlainProces
         amp_t = times["lib_amp_step"]["best"]
         ig_a, tr_a = times["input_grad/amp"]["best"], times["train/amp"]["best"]
         bound_a = (T + K) * ig_a + 3 * tr_a
-        mm_bf16 = mm_flops / times["matmul_bf16"]["best"] / 1e9
+        mm_bf16 = mm_bf16_flops / times["matmul_bf16"]["best"] / 1e9
         out["amp_variant"] = {"s_per_it": amp_t, "images_per_s": B / amp_t, "speedup_over_ref": ref_t / amp_t,
                               "speedup_over_lib": lib_t / amp_t, "input_grad_pass_s": ig_a, "train_pass_s": tr_a,
                               "pass_bound_s": bound_a, "fraction_of_bound": bound_a / amp_t,
-                              "gflops": step_flops / amp_t / 1e9, "matmul_bf16_gflops": mm_bf16}
+                              "gflops": step_flops / amp_t / 1e9, "matmul_bf16_gflops": mm_bf16,
+                              "native_bf16": wl.amp_native}
         print(f"[{key}] library with amp=true (CPU bf16) {amp_t:.3f} s/it, x{ref_t / amp_t:.2f} over reference",
               flush=True)
     print(f"[{key}] library {lib_t:.3f} s/it, reference {ref_t:.3f} s/it, x{ref_t / lib_t:.2f}; "
           f"bound {bound:.3f} s -> {bound / lib_t:.2f} of it", flush=True)
+
+    if a.profile:  # after the timings, so the profiler's overhead touches none of them
+        from .profile import profile_step
+        dtype = "bfloat16" if wl.autocast is not None else "float32"  # what --amp resolved to
+        out["profile"] = {dtype: profile_step(wl.lib_step(T), device=device)}
+        if wl.amp_variant:
+            out["profile"]["bfloat16"] = profile_step(wl.lib_step(T, amp=True), device=device)
 
     # (d) sampling
     s_rounds = rounds if key == "small_cnn" or a.quick else 1

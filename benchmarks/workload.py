@@ -23,7 +23,7 @@ from dualat.pgd import eval_mode, input_grad_only
 from dualat.sample import generate
 from dualat.train.common import autocast_factory, cpu_has_bf16, make_optimizer, maybe
 from dualat.train.reference import reference_dat_step
-from dualat.train.steps import dat_step
+from dualat.train.steps import attack_steps, dat_step
 
 from .timing import count_flops
 
@@ -55,7 +55,7 @@ class Workload:
 
     def __init__(self, key: str, device: torch.device, batch_size: int | None = None, amp: bool = False,
                  compile: bool = False, channels_last: bool | None = None, max_attack_steps: int | None = None,
-                 max_batch: int = 0, amp_variant: bool = False):
+                 max_batch: int = 0, amp_variant: bool = False, amp_anyway: bool = False):
         spec = SPECS[key]
         overrides = [f"model.name={spec.model}"] if spec.model else []
         if batch_size:
@@ -64,7 +64,7 @@ class Workload:
         self.key, self.spec, self.device, self.s2, self.threat = key, spec, device, cfg.stage2, cfg.threat
         if max_attack_steps is not None:
             self.threat.steps = min(self.threat.steps, max_attack_steps)
-        self.B, self.K, self.shape = self.s2.batch_size, self.threat.steps, spec.shape
+        self.B, self.K, self.shape = self.s2.batch_size, attack_steps(self.threat)[0], spec.shape
         self.lib_format_name = "channels_last" if (cfg.model.channels_last if channels_last is None
                                                     else channels_last) else "contiguous"
         self.lib_format = FORMATS[self.lib_format_name]
@@ -83,7 +83,9 @@ class Workload:
         if self.compiled:
             speed.compile_model(self.pass_models[self.lib_format_name], device)
         # amp_variant: also the library step with amp=true (bf16 autocast), on a CPU with native bf16
-        self.amp_variant = amp_variant and not amp and device.type == "cpu" and cpu_has_bf16()
+        # (amp_anyway: on any CPU, where bf16 may be emulated, to measure what it costs there)
+        self.amp_native = device.type == "cpu" and cpu_has_bf16()
+        self.amp_variant = amp_variant and not amp and device.type == "cpu" and (self.amp_native or amp_anyway)
         if self.amp_variant:
             self.lib_amp = copy.deepcopy(self.lib)
             self.pass_models["amp"] = copy.deepcopy(self.pass_models[self.lib_format_name])

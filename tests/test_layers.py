@@ -10,7 +10,7 @@ import dualat
 SRC = Path(dualat.__file__).parent
 LAYERS = {
     1: ["errors", "version", "rundir", "configparse", "energy", "metrics", "images", "ui"],
-    2: ["data", "models", "worklock", "checkpoint", "speed", "distributed", "configcheck", "config", "optim"],
+    2: ["data", "models", "worklock", "checkpoint", "speed", "precision", "distributed", "configcheck", "config", "optim"],
     3: ["pgd", "sampler", "sgld"],
     4: ["loading", "sample_io", "sample", "explain_io", "explain"],
     5: ["evaluate"],

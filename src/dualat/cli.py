@@ -36,7 +36,7 @@ def _eval(args) -> int:
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
                       out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
-                      seeds=args.seeds)
+                      seeds=args.seeds, amp=_amp(args.amp))
     if _reports():
         print(format_table(result))
         if "generative_sweep" in result:
@@ -97,12 +97,18 @@ def _device(name):
     return name or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _amp(text):
+    """--amp auto|true|false -> the amp setting; None = the run's own."""
+    return {"true": True, "false": False}.get(text, text)
+
+
 def _sample(args) -> int:
     record = sample_to_dir(args.source, args.out, n=args.n, classes=_numbers(args.classes, int, "--classes"),
                            steps=args.steps, step_size=args.step_size, seeds=args.seeds,
                            unconditional=args.unconditional, seed=args.seed, checkpoint=args.checkpoint,
                            batch_size=args.batch_size, png=args.png, trajectory=args.trajectory,
-                           device=_device(args.device), show_progress=not args.quiet, command=sys.argv)
+                           device=_device(args.device), show_progress=not args.quiet, command=sys.argv,
+                           amp=_amp(args.amp))
     if _reports():
         print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
     return 0
@@ -114,7 +120,7 @@ def _explain(args) -> int:
                             radii=_numbers(args.radii, float, "--radii"), steps=args.steps, n=args.n,
                             checkpoint=args.checkpoint, out=args.out, momentum=args.momentum,
                             batch_size=args.batch_size, device=_device(args.device),
-                            show_progress=not args.quiet, command=sys.argv)
+                            show_progress=not args.quiet, command=sys.argv, amp=_amp(args.amp))
     print(f"counterfactuals of {len(record['inputs'])} images at radii {record['radii']}: {record['out']}")
     return 0
 

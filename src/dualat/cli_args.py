@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--ood-root", default=None, metavar="DIR", help="folder of the sibling dataset (e.g. MNIST files)")
     v.add_argument("--out", help="folder for metrics.json, samples, reference statistics and the reliability "
                    "diagram (default RUN/eval-<checkpoint>, or eval-<file stem> beside a checkpoint file)")
+    v.add_argument("--amp", choices=["auto", "true", "false"], default=None,
+                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
+                   "(float32); default the run's own amp setting")
     v.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("sample", help="generate images: ascend f_y (or logsumexp) from held-out seeds")
@@ -141,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the seed draws (same seed, same samples)")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--out", help="folder (default RUN/samples-<checkpoint>-<time>, or beside a checkpoint file)")
+    s.add_argument("--amp", choices=["auto", "true", "false"], default=None,
+                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
+                   "(float32); default the run's own amp setting")
     s.add_argument("--quiet", action="store_true")
 
     x = sub.add_parser("explain", help="counterfactual explanations: targeted PGD inside L2 balls of growing radius")
@@ -156,5 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch-size", type=count, default=256)
     x.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     x.add_argument("--out", help="folder (default RUN/explain-<checkpoint>-<time>)")
+    x.add_argument("--amp", choices=["auto", "true", "false"], default=None,
+                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
+                   "(float32); default the run's own amp setting")
     x.add_argument("--quiet", action="store_true")
     return p

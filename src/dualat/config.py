@@ -52,6 +52,7 @@ class AttackConfig:
     step_size: float = 0.5
     steps: int = 5
     random_start: bool = True
+    fast: bool = False          # "fast" AT (Wong et al. 2020): 1 step of 1.25 x eps from a random start; replaces steps, step_size
 
 
 @dataclass
@@ -149,7 +150,7 @@ class Config:
     seed: int = 0
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     threads: int = 0           # torch CPU threads; 0 = leave PyTorch's default
-    amp: bool = False          # bf16 autocast on CUDA, or on a CPU with native bf16 (AMX / AVX512-BF16)
+    amp: bool | str = False    # true: bf16 autocast on CUDA or a oneDNN-bf16 CPU; auto: bf16 only where native (dualat.precision)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     # the run's threat model: stage 2's adversarial-training term, and the robustness every

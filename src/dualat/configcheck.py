@@ -43,6 +43,9 @@ def _validate_attack(a, key: str) -> None:
     _check(a.step_size > 0 and math.isfinite(a.step_size), f"{key}.step_size",
            f"must be a positive number, got {a.step_size}")
     _check(a.steps >= 1, f"{key}.steps", f"must be at least 1, got {a.steps}")
+    _check(not a.fast or a.random_start, f"{key}.fast",
+           f"needs a random start (one step from the clean image is FGSM training, prone to catastrophic overfitting); "
+           f"drop {key}.random_start=false or set {key}.fast=false")
 
 
 def _validate_jem(j) -> None:
@@ -105,6 +108,8 @@ def validate(cfg) -> None:
     _validate_model_kwargs(cfg.model.name, cfg.model.kwargs)
     _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device)), "device",
            f"must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    _check(isinstance(cfg.amp, bool) or cfg.amp == "auto", "amp",
+           f"must be true, false or auto, got {cfg.amp!r}")
     _check(cfg.threads >= 0, "threads", f"must be >= 0, got {cfg.threads}")
     _check(0 <= cfg.seed < 2**32, "seed", f"must be an integer in [0, 2^32), got {cfg.seed}")
     _check(bool(cfg.name) and cfg.name not in (".", "..") and not re.search(r"[/\\\x00]", cfg.name), "name",

@@ -30,6 +30,10 @@ def _base_type(tp):
 
 
 def _coerce(key: str, value, tp):
+    if set(typing.get_args(tp)) == {bool, str}:  # a switch with named settings (amp: true | false | auto)
+        if not isinstance(value, (bool, str)):
+            raise DualatError(f"config key {key} must be true, false or auto, got {value!r}")
+        return value
     base, optional = _base_type(tp)
     if value is None:
         if optional:

@@ -23,6 +23,7 @@ from .errors import DualatError
 from .explain_io import load_inputs, parse_targets, probs, write_explanations
 from .loading import default_output, load_model
 from .pgd import L2Ball, eval_mode, pgd
+from .precision import precision
 
 PAPER_RADII = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # CIFAR-10, d = 3072, trained at L2 eps 0.5
 PAPER_DIM, PAPER_TRAIN_EPS = 3072, 0.5
@@ -73,13 +74,15 @@ class Explanation:
 
 def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STEPS,
             step_factor: float = STEP_FACTOR, momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256,
-            device=None, show_progress: bool = False) -> Explanation:
+            device=None, show_progress: bool = False, autocast=None) -> Explanation:
     """Counterfactuals of x (N, C, H, W) in [0, 1] toward `target`: a class index, (N,) indices, or
     'predicted' (the model's own prediction of each input).
 
     radii: L2 radii (default `default_radii(x.shape[1:])`); steps: PGD iterations per radius;
     each step moves step_factor x radius / steps along the momentum-averaged normalised gradient
     of log p(target|x) (momentum > 0 averages the normalised gradients; off by default).
+    autocast: a context-manager factory (dualat.precision) for the PGD forwards; the reported
+    confidences are always computed in float32.
     """
     from tqdm.auto import tqdm
     device = device or next(model.parameters()).device
@@ -111,7 +114,8 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
             r = r_all[sl].to(device)
             # per-sample radius and step: each step moves step_factor x radius / steps
             out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=L2Ball(r),
-                          steps=steps, step_size=step_factor / steps * r, momentum=momentum).cpu()
+                          steps=steps, step_size=step_factor / steps * r, momentum=momentum,
+                          autocast=autocast).cpu()
     p = probs(model, out, batch_size, device)
     shape = (len(radii), n)
     return Explanation(
@@ -125,15 +129,16 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
 def explain_to_dir(source, images: str, target: str | None = None, radii=None, steps: int = DEFAULT_STEPS,
                    n: int = 10, checkpoint: str = "ema", out=None, step_factor: float = STEP_FACTOR,
                    momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256, device=None,
-                   show_progress: bool = True, command=None) -> dict:
+                   show_progress: bool = True, command=None, amp=None) -> dict:
     """`dualat explain`: counterfactuals of test images / files from a run; writes one figure per
     input (explain_<name>.png) and explain.json into `out` (default RUN_DIR/explain-<checkpoint>-<time>).
 
     Default radii: `default_radii` with the run's L2 training radius (threat.eps) when it
-    trained under L2. Returns the explain.json record.
+    trained under L2. amp: None (the run's own setting), False, True or "auto": the arithmetic of
+    the counterfactual PGD (explain.json's `compute_dtype`). Returns the explain.json record.
     """
     c = counterfactuals(source, images, target, radii, steps, n, checkpoint, step_factor, momentum, batch_size,
-                        device, show_progress)
+                        device, show_progress, amp)
     out = Path(out) if out is not None else default_output(source, "explain", checkpoint)
     return write_explanations(out, c, {"images": images, "target": target or "default", "steps": steps,
                                        "step": f"{step_factor:g} x radius / steps, L2-normalised gradient of "
@@ -144,7 +149,7 @@ def explain_to_dir(source, images: str, target: str | None = None, radii=None, s
 def counterfactuals(source, images: str, target: str | None = None, radii=None, steps: int = DEFAULT_STEPS,
                     n: int = 10, checkpoint: str = "ema", step_factor: float = STEP_FACTOR,
                     momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256, device=None,
-                    show_progress: bool = True) -> dict:
+                    show_progress: bool = True, amp=None) -> dict:
     """What explain_to_dir shows, computed and nothing written: the inputs (x, labels, names,
     sources), their predictions p0 / pred, the (input, kind, class) target pairs, the radii, the
     Explanation `e`, the class names and the checkpoint info."""
@@ -155,6 +160,7 @@ def counterfactuals(source, images: str, target: str | None = None, radii=None, 
     if len(shape) != 3:
         raise DualatError(f"counterfactual figures need images; {d.name} items have shape {shape}")
     dev = next(model.parameters()).device
+    dtype, autocast = precision(cfg.amp if amp is None else amp, dev)
     x, labels, names, sources = load_inputs(images, model, open_test, tuple(shape), n, batch_size, dev)
     p0 = probs(model, x, batch_size, dev)
     k = p0.shape[1]
@@ -163,10 +169,10 @@ def counterfactuals(source, images: str, target: str | None = None, radii=None, 
     a = cfg.threat
     radii = list(radii) if radii is not None else default_radii(shape, a.eps if a.norm.upper() == "L2" else None)
     e = explain(model, x[[i for i, _, _ in pairs]], torch.tensor([c for _, _, c in pairs]), radii, steps,
-                step_factor, momentum, batch_size, dev, show_progress)
+                step_factor, momentum, batch_size, dev, show_progress, autocast)
     names_k = getattr(open_test(), "classes", None) if any(label >= 0 for label in labels.tolist()) else None
     return {"x": x, "labels": labels, "names": names, "sources": sources, "p0": p0, "pred": pred, "pairs": pairs,
-            "radii": radii, "e": e, "class_names": names_k, "info": info, "dataset": d.name}
+            "radii": radii, "e": e, "class_names": names_k, "info": info, "dataset": d.name, "dtype": dtype}
 
 
 __all__ = ["explain", "Explanation", "default_radii", "explain_to_dir"]

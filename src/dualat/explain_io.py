@@ -165,7 +165,7 @@ def write_explanations(out, c: dict, settings: dict) -> dict:
     record = {"checkpoint": c["info"], "dataset": c["dataset"], "images": settings["images"],
               "target": settings["target"], "radii": [float(r) for r in radii], "steps": settings["steps"],
               "step": settings["step"], "momentum": settings["momentum"], "torch": torch.__version__,
-              "command": settings["command"], "time": datetime.datetime.now().isoformat(timespec="seconds"),
+              "compute_dtype": {"counterfactuals": c["dtype"], "confidences": "float32"}, "command": settings["command"], "time": datetime.datetime.now().isoformat(timespec="seconds"),
               "out": str(out), "inputs": entries}
     (out / "explain.json").write_text(json.dumps(record, indent=1))
     return record

@@ -173,8 +173,10 @@ def pgd(model, x0: torch.Tensor, y: torch.Tensor | None = None, *, objective: st
     caller's choice (eval for generation, contrastive samples and attacks). step_size is a float,
     or a (B,) tensor of per-sample steps for L2Ball (radius sweeps). `momentum` > 0
     averages normalised gradients (counterfactuals); `callback(i, x)` sees each iterate;
-    `autocast` is an optional context-manager factory (bf16 on GPU). No host synchronisation
-    happens inside the loop.
+    `autocast` is an optional context-manager factory (bf16, dualat.precision): only the model's
+    forward runs under it; the objective, the float32 input gradient, its per-sample
+    normalisation, the step and the projection stay float32. No host synchronisation happens
+    inside the loop.
     """
     if objective not in OBJECTIVES:
         raise DualatError(f"unknown PGD objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
@@ -190,7 +192,8 @@ def pgd(model, x0: torch.Tensor, y: torch.Tensor | None = None, *, objective: st
         for i in range(steps):
             x.requires_grad_(True)
             with autocast() if autocast else contextlib.nullcontext():
-                value = fn(net(x), y).float().sum()
+                logits = net(x).float()  # float32 logits: the objective never sees bf16
+            value = fn(logits, y).float().sum()
             (g,) = torch.autograd.grad(value, x)
             if momentum > 0:
                 g = g / (_per_sample_norm(g) + 1e-12)

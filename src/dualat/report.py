@@ -123,8 +123,11 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
         h += f'<p><b>Diverged</b> at iteration {info.get("iteration")}: {html.escape(json.dumps(info.get("values")))}</p>'
     code = code_versions(records)
     code_note = f", code: {html.escape('; '.join(sorted(c or 'dualat ?' for c in code)))}" if any(code) else ""
+    precision = summary.get("precision") or next((r["precision"] for r in records if "precision" in r
+                                                   and r.get("event") in ("start", "resume")), None)
+    prec_note = f", computed in {html.escape(precision)}" if precision else ""
     page.add(h + f'<p class="note">run directory {html.escape(str(run_dir))}, method {html.escape(method)}'
-             f'{code_note}</p>')
+             f'{prec_note}{code_note}</p>')
     # training curves
     svgs = []
     for stage, keys in CURVES.items():

@@ -22,6 +22,7 @@ from .energy import energy
 from .errors import DualatError
 from .loading import default_output, load_model
 from .pgd import eval_mode
+from .precision import precision
 from .sample_io import png_writer, write_sample_dir
 from .sampler import balanced_labels, default_step_size, default_steps, generate, generate_batches  # noqa: F401
 from .version import __version__
@@ -95,7 +96,7 @@ def _check_classes(classes, k: int) -> list[int] | None:
 
 
 def drive_generation(model, k, seeds, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-            show_progress, on_batch, share=(0, 1)):
+                     show_progress, on_batch, share=(0, 1), autocast=None):
     """Run generation; on_batch(start, x0, x, y) sees each batch (y: the class conditioned on,
     or the model's prediction when unconditional). With `trajectory` = K returns (parts, steps):
     parts {step: [(start, x)]} of the first rows samples at steps 0, K, 2K, ..., final (see
@@ -117,7 +118,7 @@ def drive_generation(model, k, seeds, n, classes, steps, step_size, unconditiona
     device = next(model.parameters()).device
     # unconditional samples still take balanced labels: gaussian seeds then cover every class
     batches = generate_batches(model, seeds, labels, steps, step_size, unconditional, batch_size, gen, device,
-                               record if keep else None, share=share)
+                               record if keep else None, autocast=autocast, share=share)
     total = sum(min(batch_size, n - s) for s in range(share[0] * batch_size, n, share[1] * batch_size))
     with tqdm(total=total, desc="sampling", unit="img", disable=not show_progress, dynamic_ncols=True) as bar:
         for start, x0, x in batches:
@@ -141,7 +142,7 @@ def _strip(parts: list[dict], keep: list[int]) -> torch.Tensor:
 
 def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, step_size: float | None = None,
            seeds=None, unconditional: bool = False, seed: int = 0, checkpoint: str = "ema",
-           batch_size: int = 256, shape=None, device=None, show_progress: bool = False):
+           batch_size: int = 256, shape=None, device=None, show_progress: bool = False, amp=None):
     """Generate n samples; returns (x float32 (n, C, H, W) in [0, 1], y int64 (n,)).
 
     model_or_run: a run directory / checkpoint file (opened with `checkpoint`, EMA by default) or
@@ -153,20 +154,29 @@ def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, s
     then the model's prediction of each sample. seeds: None, 'noise', 'gaussian', 'patches',
     'folder:DIR', a SeedSource or a tensor (>= n, C, H, W). The same seed (and batch_size) gives
     the same samples. device: where a run's model is opened (a bare module is used where it is).
+    amp: None (a run's own `amp` setting; float32 for a bare module), False, True or "auto"
+    (dualat.precision): the arithmetic of the sampler's model forwards.
     """
     _check_counts(n, batch_size)
-    model, _, _, shape, k, steps, step_size, src = _settings(model_or_run, checkpoint, steps, step_size, seeds,
-                                                             shape, device)
+    model, cfg, _, shape, k, steps, step_size, src = _settings(model_or_run, checkpoint, steps, step_size, seeds,
+                                                               shape, device)
+    _, autocast = run_precision(model, cfg, amp)
     xs, ys = [], []
     drive_generation(model, k, src, n, _check_classes(classes, k), steps, step_size, unconditional, seed, batch_size,
-            None, show_progress, lambda start, x0, x, y: (xs.append(x), ys.append(y)))
+                     None, show_progress, lambda start, x0, x, y: (xs.append(x), ys.append(y)), autocast=autocast)
     return torch.cat(xs), torch.cat(ys)
+
+
+def run_precision(model, cfg, amp):
+    """(dtype name, autocast factory or None): `amp`, else the run's setting (float32 for a bare module)."""
+    setting = amp if amp is not None else (cfg.amp if cfg is not None else False)
+    return precision(setting, next(model.parameters()).device)
 
 
 def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | None = None,
                   step_size: float | None = None, seeds=None, unconditional: bool = False, seed: int = 0,
                   checkpoint: str = "ema", batch_size: int = 256, png: bool = False, trajectory: int | None = None,
-                  device=None, show_progress: bool = True, command: list[str] | None = None) -> dict:
+                  device=None, show_progress: bool = True, command: list[str] | None = None, amp=None) -> dict:
     """`dualat sample`: generate from a run directory / checkpoint and write into `out`:
 
     grid.png (one row per class, up to 10 each), samples.npz (x uint8 (n, C, H, W) = round(255 x),
@@ -177,20 +187,22 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
 
     Under torchrun the batches are shared round-robin between the processes (each sample is the
     one a single process makes: every process draws every batch's seeds) and gathered; rank 0
-    writes the files (each process its own png/ files).
+    writes the files (each process its own png/ files). amp: as for `sample`; sample.json names
+    the arithmetic used (`compute_dtype`).
     """
     _check_counts(n, batch_size, trajectory)
     with session(from_env(), device or "cpu") as dist:
         return _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint,
                               batch_size, png, trajectory, dist.device if dist.enabled else device, show_progress,
-                              command, dist)
+                              command, dist, amp)
 
 
 def _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint, batch_size,
-                   png, trajectory, device, show_progress, command, dist) -> dict:
+                   png, trajectory, device, show_progress, command, dist, amp=None) -> dict:
     model, cfg, info, shape, k, steps, step_size, src = _settings(source, checkpoint, steps, step_size, seeds,
                                                                   None, device)
     classes = _check_classes(classes, k)
+    dtype, autocast = run_precision(model, cfg, amp)
     image = len(shape) == 3
     if not image and (png or trajectory):
         raise DualatError(f"{cfg.data.name} items are points of shape {shape}, not images: drop --png / --trajectory")
@@ -198,7 +210,7 @@ def _sample_to_dir(source, out, n, classes, steps, step_size, seeds, uncondition
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     c = collect(model, k, src, shape, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-                show_progress, dist, png_writer(out) if png else None)
+                show_progress, dist, png_writer(out) if png else None, autocast)
     if c is None:  # a process other than rank 0: rank 0 writes
         return dist.broadcast(None)
     record = {
@@ -215,13 +227,13 @@ def _sample_to_dir(source, out, n, classes, steps, step_size, seeds, uncondition
         + ", y int64 (N,)",
         "torch": torch.__version__, "dualat": __version__, "command": command if command is not None else sys.argv,
         "time": datetime.datetime.now().isoformat(timespec="seconds"), "out": str(out), "files": None,
-        "processes": dist.world_size,
+        "processes": dist.world_size, "compute_dtype": dtype,
     }
     return dist.broadcast(write_sample_dir(out, c, k, shape, png, record))
 
 
 def collect(model, k, src, shape, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-            show_progress, dist, on_png=None) -> dict | None:
+            show_progress, dist, on_png=None, autocast=None) -> dict | None:
     """Generate n samples (this process's batches under torchrun) and gather them on rank 0:
     dict(x (n, ...) uint8 images / float32 points, y, e_seed / e_sample (sums of logsumexp f over
     seeds / samples), strip (rows, steps, ...) or None, trajectory_steps); None on other ranks.
@@ -246,7 +258,8 @@ def collect(model, k, src, shape, n, classes, steps, step_size, unconditional, s
             on_png(start, x, y)
 
     traj = drive_generation(model, k, src, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-                            show_progress and dist.is_main, on_batch, share=(dist.rank, dist.world_size))
+                            show_progress and dist.is_main, on_batch, share=(dist.rank, dist.world_size),
+                            autocast=autocast)
     parts = dist.gather_to_main({"chunks": [(a, x8[a:b], y_all[a:b]) for a, b in written],
                                  "e_seed": sum(e_seed), "e_sample": sum(e_sample), "traj": traj[0] if traj else {}})
     if not dist.is_main:

@@ -2,7 +2,10 @@
 object and returns its numbers with their protocol text (the `*_protocol` entries)."""
 from __future__ import annotations
 
+import contextlib
+
 from ..distributed import sharded_accuracy
+from ..precision import FLOAT32
 from .autoattack import autoattack_accuracy
 from .calibration import calibration
 from .ood import ood_auroc, ood_sets
@@ -22,17 +25,26 @@ def budgets(cfg, o: RobustOptions) -> dict[str, float]:
     return eps_by
 
 
+def _autocast(t: Target):
+    """The run's arithmetic for the model's forwards (float32: no autocast)."""
+    return t.autocast() if t.autocast else contextlib.nullcontext()
+
+
 def robust_family(t: Target, o: RobustOptions, n: int | None) -> dict:
     """Clean accuracy, PGD accuracy per norm (robust_acc = the run's own norm), AutoAttack."""
     model, test_set, n_test, dist, show = t.model, t.test_set, t.n_test, t.dist, t.show_progress
     eps_by = budgets(t.cfg, o)
     norms = [o.norm] if o.norm else ["L2", "Linf"]
-    res = {"clean_acc": sharded_accuracy(dist, clean_accuracy, model, test_set, n_test, show_progress=show),
-           "clean_protocol": f"first {n_test} of {len(test_set)} test images, {t.weights}, eval mode"}
+    with _autocast(t):
+        res = {"clean_acc": sharded_accuracy(dist, clean_accuracy, model, test_set, n_test, show_progress=show),
+               "clean_protocol": f"first {n_test} of {len(test_set)} test images, {t.weights}, eval mode"}
+    t.dtypes["clean_acc"] = t.dtype
     for nm in norms:
         res[f"eps_{nm}"] = eps_by[nm]
-        res[f"pgd_{nm}_acc"] = sharded_accuracy(dist, pgd_accuracy, model, test_set, n_test, nm, eps_by[nm],
-                                                o.pgd_steps, o.pgd_step_size, o.restarts, show_progress=show)
+        with _autocast(t):
+            res[f"pgd_{nm}_acc"] = sharded_accuracy(dist, pgd_accuracy, model, test_set, n_test, nm, eps_by[nm],
+                                                    o.pgd_steps, o.pgd_step_size, o.restarts, show_progress=show)
+        t.dtypes[f"pgd_{nm}_acc"] = t.dtypes["robust_acc"] = t.dtype
     run_norm = t.cfg.threat.norm if t.cfg.threat.norm in norms else norms[0]
     res["robust_acc"] = res[f"pgd_{run_norm}_acc"]
     step = f"{o.pgd_step_size:g}" if o.pgd_step_size else "2.5*eps/steps"
@@ -51,6 +63,7 @@ def robust_family(t: Target, o: RobustOptions, n: int | None) -> dict:
             res[f"autoattack_{nm}_acc"] = aa["robust_acc"]
             res[f"autoattack_{nm}_max_perturbation"] = aa["max_perturbation"]
             res["autoattack_clean_acc"] = aa["clean_acc"]
+            t.dtypes[f"autoattack_{nm}_acc"] = t.dtypes["autoattack_clean_acc"] = FLOAT32  # always
             protocols.append(aa["protocol"])
         res["autoattack_protocol"] = " | ".join(protocols) + f"; {t.weights}"
     return res
@@ -62,6 +75,7 @@ def ood_family(t: Target, o: OODOptions, eps_l2: float) -> dict:
     n_ood = min(o.n_ood, max(n_test, 1))
     sets, skipped = ood_sets(cfg, tuple(t.test_set.shape), n_ood, seed=cfg.seed + 7, root=o.ood_root)
     adv_eps = parse_eps(o.ood_eps) if o.ood_eps is not None else eps_l2
+    t.dtypes["ood_auroc"] = FLOAT32
     return {"ood_auroc": ood_auroc(t.model, t.test_set, sets, adv_eps, o.ood_steps, n_test, t.show_progress),
             "ood_skipped": skipped,
             "ood_protocol": (
@@ -75,6 +89,7 @@ def ood_family(t: Target, o: OODOptions, eps_l2: float) -> dict:
 def calibration_family(t: Target, o: CalibrationOptions) -> dict:
     """Expected calibration error of the max-softmax confidence, with its reliability bins."""
     c = calibration(t.model, t.test_set, t.n_test, o.n_bins, show_progress=t.show_progress)
+    t.dtypes["calibration"] = FLOAT32
     return {"ece": c["ece"], "calibration_accuracy": c["accuracy"], "mean_confidence": c["mean_confidence"],
             "nll": c["nll"], "calibration_bins": c["bins"],
             "calibration_protocol": (f"expected calibration error of the max-softmax confidence, {o.n_bins} "

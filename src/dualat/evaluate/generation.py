@@ -9,6 +9,7 @@ import torch
 
 from ..data import load_split, make_seed_source
 from ..errors import DualatError
+from ..precision import FLOAT32
 from ..metrics import frechet_distance, gaussian_stats, load_stats, save_stats
 from ..sampler import balanced_labels, default_step_size, default_steps
 from ..sample import seed_source
@@ -97,7 +98,9 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
                                            step_size, sample_seed, seen, show_progress)
     labels = balanced_labels(n_samples, test_set.num_classes)
     s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress,
-                        dist=dist, sampled=chunks)
+                        dist=dist, sampled=chunks, autocast=t.autocast)
+    t.dtypes["samples"] = t.dtype if sampler == "pgd" else FLOAT32  # JEM's SGLD / buffer: float32
+    t.dtypes["features"] = FLOAT32
     balanced = labels
     if seen:  # unconditional JEM samples: the label is the model's own prediction
         labels = torch.cat(seen)

@@ -51,7 +51,8 @@ class GenerationProbe:
                 "samples": x, "labels": labels}
 
 
-def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress, share=(0, 1)):
+def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress, share=(0, 1),
+                   autocast=None):
     """Yield (start, labels, seeds, samples) chunk by chunk; seeds come from one generator seeded
     `seed`, so the whole sequence is deterministic and memory stays bounded by one chunk.
     share = (rank, world_size): only this process's chunks (see sample.generate_batches)."""
@@ -60,7 +61,7 @@ def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_siz
     total = sum(min(batch_size, n - s) for s in range(share[0] * batch_size, n, share[1] * batch_size))
     bar = progress(total, 0, f"sampling ({steps} steps)", show_progress)
     for start, x0, x in generate_batches(model, seed_source, labels, steps, step_size, batch_size=batch_size,
-                                         generator=g, share=share):
+                                         generator=g, share=share, autocast=autocast):
         yield start, labels[start:start + x.shape[0]], x0, x
         bar.update(x.shape[0])
     bar.close()
@@ -76,7 +77,7 @@ def draw_samples(model, seed_source, labels: torch.Tensor, steps: int, step_size
 
 def sample_features(model, extractor, seed_source, labels: torch.Tensor, steps: int, step_size: float,
                     seed: int = 0, batch_size: int = 500, keep: int | None = None,
-                    show_progress: bool = False, dist=None, sampled=None) -> dict:
+                    show_progress: bool = False, dist=None, sampled=None, autocast=None) -> dict:
     """Generate as draw_samples does, but pass each chunk straight through `extractor`.
 
     sampled: another sampler's (start, labels, starts, samples) chunks to measure instead (JEM's
@@ -94,7 +95,8 @@ def sample_features(model, extractor, seed_source, labels: torch.Tensor, steps: 
         dist = None  # every process drew the same samples itself: nothing to gather
     chunks, kept = [], []
     if sampled is None:
-        sampled = _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress, share)
+        sampled = _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress, share,
+                                 autocast)
     for start, y, x0, x in sampled:
         f, p = extractor(x)
         chunks.append((start, f, p, extractor(x0)[0]))

@@ -96,3 +96,6 @@ class Target:
     device: object
     dist: object
     show_progress: bool
+    dtype: str = "float32"              # what the run's (or the caller's) amp resolved to here
+    autocast: object = None             # its autocast factory for the model's forwards, or None
+    dtypes: dict = dataclasses.field(default_factory=dict)  # number -> the arithmetic that produced it

@@ -38,6 +38,12 @@ def _ood_rows(result: dict) -> list[str]:
 def format_table(result: dict, width: int = 110) -> str:
     """Every number of `result` (evaluate()'s dict), grouped by family, each with its protocol."""
     lines = [f"checkpoint  {result['checkpoint']['path']} ({result['checkpoint']['sha256']})"]
+    dtypes = result.get("compute_dtype") or {}
+    if dtypes:  # which arithmetic produced which numbers (amp, dualat.precision)
+        by = {}
+        for key, dt in dtypes.items():
+            by.setdefault(dt, []).append(key)
+        lines.append("computed in " + "; ".join(f"{dt}: {', '.join(keys)}" for dt, keys in by.items()))
     for title, keys, protocols in BLOCKS:
         present = [k for k in keys if k in result]
         extra = _ood_rows(result) if title.startswith("OOD") else []

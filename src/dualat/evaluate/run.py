@@ -22,6 +22,7 @@ from ..distributed import from_env, session
 from ..errors import DualatError
 from ..images import class_grid, save_png
 from ..loading import load_model
+from ..precision import precision
 from ..data.seeds_extra import check_seed_name
 from .calibration import reliability_diagram
 from .cost import parse_steps
@@ -35,7 +36,7 @@ FAMILIES = ("robust", "generative", "ood", "calibration")
 
 def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: bool = True, ood: bool = True,
              calibrate: bool = True, n: int | None = None, *, out=None, device=None, show_progress: bool = True,
-             dist=None, **options) -> dict:
+             dist=None, amp=None, **options) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
@@ -58,6 +59,10 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     Under torchrun (or with `dist`, a dualat.distributed.Dist): clean / PGD / AutoAttack accuracy
     and sample generation are shared between the processes and gathered; everything else runs on
     every process alike; rank 0 writes `out`; every process returns the same dict.
+    amp: None (the run's own `amp` setting), False, True or "auto" (dualat.precision): the model's
+    forwards of clean / PGD accuracy and of PGD sampling run in what it resolves to on `device`;
+    AutoAttack, OOD scores, calibration and the feature extractor always run in float32.
+    metrics.json's `compute_dtype` names the arithmetic behind each number.
     """
     opts = split_options(options)
     sampler = opts["generative"].sampler
@@ -77,20 +82,22 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dist is not None:
         return _evaluate(source, checkpoint, (robust, generative, ood, calibrate), n, opts, out, device,
-                         show_progress, dist)
+                         show_progress, dist, amp)
     with session(from_env(), device) as d:  # torchrun's processes (or this one alone) for the evaluation
         return _evaluate(source, checkpoint, (robust, generative, ood, calibrate), n, opts, out,
-                         d.device if d.enabled else device, show_progress, d)
+                         d.device if d.enabled else device, show_progress, d, amp)
 
 
-def _evaluate(source, checkpoint, families, n, opts, out, device, show_progress, dist) -> dict:
+def _evaluate(source, checkpoint, families, n, opts, out, device, show_progress, dist, amp) -> dict:
     robust, generative, ood, calibrate = families
     show_progress = show_progress and dist.is_main
     model, cfg, info = load_model(source, checkpoint, device=device)
     test_set = load_split(cfg.data, "test")
     n_test = len(test_set) if n is None else min(n, len(test_set))
     weights = f"{info['checkpoint']} weights of {info['path']} (sha256 {info['sha256']})"
-    t = Target(model, cfg, info, test_set, n_test, weights, device, dist, show_progress)
+    dtype, autocast = precision(cfg.amp if amp is None else amp, device)
+    dtypes = {}  # number -> the arithmetic of the model forwards that produced it (the families fill it)
+    t = Target(model, cfg, info, test_set, n_test, weights, device, dist, show_progress, dtype, autocast, dtypes)
     result = {"checkpoint": info, "dataset": cfg.data.name, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
               "device": str(device)}
     out = Path(out) if out is not None else None
@@ -111,6 +118,8 @@ def _evaluate(source, checkpoint, families, n, opts, out, device, show_progress,
         if out is not None and dist.is_main:
             result["reliability_diagram"] = write_reliability(out, result, n_test)
     result["processes"] = dist.world_size
+    result["amp"] = cfg.amp if amp is None else amp
+    result["compute_dtype"] = dtypes
     if out is not None and dist.is_main:
         write_evaluation(out, result, samples, labels, test_set.num_classes)
     return result

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import DualatError
 from ..optim import learning_rate, make_optimizer, set_lr  # noqa: F401  (the loops' imports)
+from ..precision import autocast_for, onednn_bf16, resolve as resolve_precision
 
 
 class Diverged(Exception):
@@ -110,6 +111,8 @@ def autocast_factory(device: torch.device, amp: bool):
     On CPUs with AVX512-BF16 / AMX, oneDNN runs bf16 convolutions 2-3x faster than float32
     (docs/performance.md); elsewhere bf16 is emulated and slower, so amp is then ignored with a warning.
     """
+    if amp == "auto":  # bf16 only where the hardware has it (dualat.precision), float32 elsewhere
+        return autocast_for(resolve_precision("auto", device), device)
     if not amp:
         return None
     if device.type == "cuda":
@@ -123,11 +126,8 @@ def autocast_factory(device: torch.device, amp: bool):
 
 
 def cpu_has_bf16() -> bool:
-    """Whether oneDNN has native bf16 kernels on this CPU."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether oneDNN has bf16 kernels on this CPU (what amp=true checks)."""
+    return onednn_bf16()
 
 
 def rng_state() -> dict:

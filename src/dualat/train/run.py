@@ -20,6 +20,7 @@ from ..evaluate.evalnet import load_evalnet
 from ..evaluate.extractors import ClassifierExtractor
 from ..images import class_grid, save_png
 from ..models import create_model
+from ..precision import BF16, FLOAT32
 from ..rundir import RunDir
 from ..speed import compile_model, keep_large_buffers
 from ..version import code_version
@@ -43,6 +44,7 @@ class Run:
         self.cfg, self.dir, self.show_progress = cfg, run_dir, show_progress and self.dist.is_main
         self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
         self.autocast = autocast_factory(self.device, cfg.amp)
+        self.precision = BF16 if self.autocast is not None else FLOAT32  # what amp resolved to here
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         d = cfg.data
@@ -224,7 +226,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     run.log.write({"event": "start" if state is None else "resume", "stage": state and state["stage"],
                    "iteration": state and state["iteration"], "overrides": overrides,
                    "torch": torch.__version__, "python": platform.python_version(), "device": str(run.device),
-                   "threads": torch.get_num_threads(), "world_size": dist.world_size, **code_version()})
+                   "amp": cfg.amp, "precision": run.precision, "cpu_s": round(time.process_time(), 3), "threads": torch.get_num_threads(), "world_size": dist.world_size, **code_version()})
     t0 = time.time()
     try:
         summary = _run_stages(run, state)
@@ -238,7 +240,8 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     summary["wall_s_this_session"] = round(time.time() - t0, 1)
     if dist.is_main:
         atomic_write_text(run_dir / RunDir.SUMMARY, json.dumps(summary, indent=1))
-    run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)}})
+    run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)},
+                   "cpu_s": round(time.process_time(), 3)})
     return run_dir
 
 
@@ -261,7 +264,8 @@ def _read_state(path: Path) -> dict:
 
 
 def _run_stages(run: Run, state: dict | None) -> dict:
-    summary = {"name": run.cfg.name, "run_dir": str(run.dir), "method": run.cfg.method}
+    summary = {"name": run.cfg.name, "run_dir": str(run.dir), "method": run.cfg.method, "amp": run.cfg.amp,
+               "precision": run.precision}
     if run.cfg.method == "jem":
         summary["jem"] = run_jem(run, state)
         return summary

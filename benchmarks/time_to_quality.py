@@ -1,0 +1,127 @@
+"""`python -m benchmarks.time_to_quality RUN_DIR ...`: how long a run took to become good.
+
+Reads each run's metrics.jsonl: its periodic evaluations (stage 2, EMA model: `fd` in the
+evaluation network's features and `robust_acc`, PGD-`eval.pgd_steps` on the run's own norm)
+and the wall clock / process CPU time the log records, and reports the wall and CPU time at
+which the run FIRST reached FD <= --fd and robust accuracy >= --robust (each, and both at
+once), counted from the run's start event, so stage 1, the evaluation network and every
+periodic evaluation are included. A resumed run's sessions are added up (the time between a
+kill and its resume is not counted; nor is the time after a session's last record).
+Also: the periodic evaluation's share of the wall time (logs written since dualat records
+`eval_wall_s`), so one can see whether evaluating distorts the figures.
+
+The defaults are the quality of the bundled Fashion-MNIST model (issue 16): FD <= 3.5 and PGD
+L2 accuracy >= 0.63. The periodic evaluation attacks with eval.pgd_steps (10 in the preset),
+not the PGD-20 of `dualat eval`; the table names the attack.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_FD, DEFAULT_ROBUST = 3.5, 0.63
+
+
+def read_records(run_dir) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"time_to_quality: {run_dir} has no metrics.jsonl; give a directory `dualat train` wrote")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def timeline(records: list[dict]) -> list[tuple[dict, float, float | None]]:
+    """(record, wall seconds since the run started, CPU seconds or None) for every record,
+    sessions (start / resume events) added up."""
+    out = []
+    wall_base, cpu_base = 0.0, 0.0
+    t0 = c0 = None
+    last_wall, last_cpu = 0.0, 0.0
+    for r in records:
+        if r.get("event") in ("start", "resume"):
+            wall_base, cpu_base = last_wall, last_cpu
+            t0, c0 = r["time"], r.get("cpu_s")
+        if t0 is None:  # records before any start event (not written by dualat train)
+            continue
+        wall = wall_base + r["time"] - t0
+        cpu = cpu_base + r["cpu_s"] - c0 if c0 is not None and "cpu_s" in r else None
+        last_wall = wall
+        if cpu is not None:
+            last_cpu = cpu
+        out.append((r, wall, cpu))
+    return out
+
+
+def _hit(row) -> dict:
+    r, wall, cpu = row
+    return {"iteration": r["iteration"], "wall_s": round(wall, 1), "cpu_s": None if cpu is None else round(cpu, 1),
+            "fd": r.get("fd"), "robust_acc": r.get("robust_acc")}
+
+
+def time_to_quality(run_dir, fd_max: float = DEFAULT_FD, robust_min: float = DEFAULT_ROBUST) -> dict:
+    """First reach of each threshold in one run (None where never reached), and the eval share."""
+    records = read_records(run_dir)
+    rows = timeline(records)
+    evals = [row for row in rows if row[0].get("event") == "eval"]
+    fd_ok = lambda r: isinstance(r.get("fd"), (int, float)) and r["fd"] <= fd_max  # noqa: E731
+    acc_ok = lambda r: isinstance(r.get("robust_acc"), (int, float)) and r["robust_acc"] >= robust_min  # noqa: E731
+    first = lambda ok: next((_hit(row) for row in evals if ok(row[0])), None)  # noqa: E731
+    start = next((r for r in records if r.get("event") in ("start", "resume")), {})
+    total_wall = rows[-1][1] if rows else 0.0
+    total_cpu = rows[-1][2] if rows and rows[-1][2] is not None else None
+    costs = [row[0].get("eval_wall_s") for row in evals]
+    share = (sum(costs) / total_wall if total_wall > 0 else None) if costs and None not in costs else None
+    return {
+        "run": str(run_dir), "precision": start.get("precision") or "not logged",
+        "thresholds": {"fd_max": fd_max, "robust_min": robust_min},
+        "attack": evals[-1][0].get("attack") if evals else None, "evaluations": len(evals),
+        "fd": first(fd_ok), "robust": first(acc_ok), "both": first(lambda r: fd_ok(r) and acc_ok(r)),
+        "total_wall_s": round(total_wall, 1), "total_cpu_s": None if total_cpu is None else round(total_cpu, 1),
+        "finished": any(r.get("event") == "done" for r in records),
+        "eval_wall_s": round(sum(costs), 1) if costs and None not in costs else None, "eval_share": share,
+        "final": _hit(evals[-1]) if evals else None,
+    }
+
+
+def _when(hit) -> str:
+    if hit is None:
+        return "not reached"
+    cpu = f", {hit['cpu_s']:.0f} CPU s" if hit["cpu_s"] is not None else ""
+    return f"it {hit['iteration']}: {hit['wall_s']:.0f} s{cpu}"
+
+
+def markdown(results: list[dict]) -> str:
+    t = results[0]["thresholds"] if results else {"fd_max": DEFAULT_FD, "robust_min": DEFAULT_ROBUST}
+    lines = [f"| run | precision | FD <= {t['fd_max']:g} | robust acc >= {t['robust_min']:g} | both | "
+             "whole run | periodic eval share of wall time | attack |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        cpu = f", {r['total_cpu_s']:.0f} CPU s" if r["total_cpu_s"] is not None else ""
+        share = f"{100 * r['eval_share']:.1f}%" if r["eval_share"] is not None else "not logged"
+        whole = f"{r['total_wall_s']:.0f} s{cpu}" + ("" if r["finished"] else " (unfinished)")
+        lines.append(f"| {r['run']} | {r['precision']} | {_when(r['fd'])} | {_when(r['robust'])} | {_when(r['both'])} "
+                     f"| {whole} | {share} | {r['attack']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.time_to_quality", description=__doc__.split("\n")[0])
+    p.add_argument("runs", nargs="+", help="run directories written by `dualat train`")
+    p.add_argument("--fd", type=float, default=DEFAULT_FD, help=f"FD threshold (default {DEFAULT_FD})")
+    p.add_argument("--robust", type=float, default=DEFAULT_ROBUST,
+                   help=f"robust accuracy threshold, a fraction (default {DEFAULT_ROBUST})")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--md", default=None, help="write the markdown table here")
+    a = p.parse_args(argv)
+    results = [time_to_quality(r, a.fd, a.robust) for r in a.runs]
+    table = markdown(results)
+    print(table, end="")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
+    if a.md:
+        Path(a.md).write_text(table)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
