@@ -141,3 +141,12 @@ def test_pickled_objects_are_refused_with_the_fix(tmp_path, capsys):
         assert len(err_lines) == 1 and err_lines[0].startswith("dualat: error: config key stage1.init: checkpoint")
         assert "refused" in err_lines[0] and not (tmp_path / path.stem).exists()
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("layout, renamed", [("robustbench", {"module.": "net."}), ("madry", {"module.model.": "net."}),
+                                             ("robustbench_raw", {"": "net."}), ("dat_ema", {"module.module.": "net."})])
+def test_the_report_names_the_prefix_it_stripped(layout, renamed):
+    src = create_model("wrn16_4", num_classes=10, in_channels=3, image_size=32)
+    report = load_weights(create_model("wrn16_4", num_classes=10, in_channels=3, image_size=32),
+                          extract_state_dict(_foreign(layout, src)))
+    assert {k: v for k, v in report["renamed"].items() if not k.startswith("module.normalizer")} == renamed

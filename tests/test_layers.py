@@ -12,7 +12,7 @@ LAYERS = {
     1: ["errors", "version", "rundir", "configparse", "energy", "metrics", "images", "ui"],
     2: ["data", "models", "worklock", "checkpoint", "speed", "precision", "distributed", "configcheck", "config", "optim"],
     3: ["pgd", "sampler", "sgld"],
-    4: ["loading", "sample_io", "sample", "explain_io", "explain"],
+    4: ["loading", "sample_io", "sample", "explain_io", "explain", "landscape"],
     5: ["evaluate"],
     6: ["train"],
     7: ["report", "study_report", "study_runs", "study"],

@@ -190,6 +190,7 @@ def load_weights(model: torch.nn.Module, state: dict, strict: bool = False) -> d
     usable = {k: v for k, v in mapped.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
     bad_shape = sorted(k for k in mapped if k in target and k not in usable)
     missing = sorted(k for k in target if k not in usable)
+    renamed = _renaming(state, mapped, usable)
     unexpected = sorted(k for k in mapped if k not in target) + bad_shape
     if not usable:
         raise DualatError(f"checkpoint weights do not fit this model: none of its {len(mapped)} tensors match in "
@@ -198,7 +199,23 @@ def load_weights(model: torch.nn.Module, state: dict, strict: bool = False) -> d
     if strict and missing:
         raise DualatError(f"checkpoint is missing {len(missing)} weights of this model (e.g. {missing[0]})")
     model.load_state_dict(usable, strict=False)
-    return {"loaded": len(usable), "missing": missing, "unexpected": unexpected}
+    return {"loaded": len(usable), "missing": missing, "unexpected": unexpected, "renamed": renamed}
+
+
+def _renaming(state: dict, mapped: dict, usable: dict) -> dict:
+    """{'file prefix' -> 'model prefix'} of the renaming load_weights chose, e.g. {'module.': 'net.'}:
+    the leading dotted components that differ between a file key and the name it was loaded as."""
+    out = {}
+    pairs = zip(state, mapped) if len(state) == len(mapped) else ((a, _strip(a)) for a in state if _strip(a) in mapped)
+    for a, b in pairs:  # the variants keep the file's key order
+        if a != b and b in usable:
+            pa, pb = a.split("."), b.split(".")
+            n = 0
+            while n < min(len(pa), len(pb)) and pa[-1 - n] == pb[-1 - n]:
+                n += 1
+            head_a, head_b = pa[: len(pa) - n], pb[: len(pb) - n]
+            out["".join(c + "." for c in head_a)] = "".join(c + "." for c in head_b)
+    return out
 
 
 def _strip(key: str) -> str:

@@ -12,6 +12,7 @@ from .errors import DualatError
 from .evaluate.run import evaluate, format_table
 from .evaluate.sweep import format_sweep
 from .explain import explain_to_dir
+from .landscape import landscape
 from .loading import default_output
 from .report import report
 from .sample import sample_to_dir
@@ -42,7 +43,8 @@ def _eval(args) -> int:
         if "generative_sweep" in result:
             print("\n" + format_sweep(result["generative_sweep"]))
         if out:
-            print(f"written: {Path(out) / 'metrics.json'}")
+            files = sorted(p.name for p in Path(out).iterdir() if p.name != "metrics.json") if Path(out).is_dir() else []
+            print(f"written: {Path(out) / 'metrics.json'}" + (f" (and {', '.join(files)} beside it)" if files else ""))
     return 0
 
 
@@ -134,12 +136,21 @@ def _study(args) -> int:
     return 0
 
 
+def _landscape(args) -> int:
+    record = landscape(args.runs, args.out, checkpoints=args.checkpoints, resolution=args.resolution,
+                       n_paths=args.paths, steps=args.steps, step_size=args.step_size, seed=args.seed,
+                       show_progress=not args.quiet)
+    print(f"landscape of {len(record['panels'])} models: {record['out']} (numbers: "
+          f"{record['out'].rsplit('.', 1)[0]}.json)")
+    return 0
+
+
 def _report(args) -> int:
     print(f"report: {report(args.run_dir, args.out)}")
     return 0
 
 
-VERBS = {"study": _study, "report": _report, "train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
+VERBS = {"landscape": _landscape, "study": _study, "report": _report, "train": _train, "train-evalnet": _train_evalnet, "eval": _eval, "sample": _sample, "explain": _explain}
 
 
 def _close_bars() -> None:

@@ -35,6 +35,14 @@ class Parser(argparse.ArgumentParser):
         raise DualatError(f"{message} (see `dualat{verb} --help`)")
 
 
+def _amp_and_quiet(p) -> None:
+    """--amp and --quiet, the last options of eval, sample and explain."""
+    p.add_argument("--amp", choices=["auto", "true", "false"], default=None,
+                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
+                   "(float32); default the run's own amp setting")
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="dualat", description="Dual Adversarial Training: robust classifier + generator + explainer")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=Parser)
@@ -119,10 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--ood-root", default=None, metavar="DIR", help="folder of the sibling dataset (e.g. MNIST files)")
     v.add_argument("--out", help="folder for metrics.json, samples, reference statistics and the reliability "
                    "diagram (default RUN/eval-<checkpoint>, or eval-<file stem> beside a checkpoint file)")
-    v.add_argument("--amp", choices=["auto", "true", "false"], default=None,
-                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
-                   "(float32); default the run's own amp setting")
-    v.add_argument("--quiet", action="store_true")
+    _amp_and_quiet(v)
 
     s = sub.add_parser("sample", help="generate images: ascend f_y (or logsumexp) from held-out seeds")
     s.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
@@ -144,10 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the seed draws (same seed, same samples)")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--out", help="folder (default RUN/samples-<checkpoint>-<time>, or beside a checkpoint file)")
-    s.add_argument("--amp", choices=["auto", "true", "false"], default=None,
-                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
-                   "(float32); default the run's own amp setting")
-    s.add_argument("--quiet", action="store_true")
+    _amp_and_quiet(s)
+
+    ls = sub.add_parser("landscape", help="toy2d runs: energy heat map, decision regions, data and sampling paths")
+    ls.add_argument("runs", nargs="+", metavar="RUN_DIR", help="a toy2d run (stage 1 and DAT panels), then optionally "
+                    "more runs to compare (e.g. method=plain, method=jem)")
+    ls.add_argument("--out", help="PNG path (default FIRST_RUN/landscape.png; landscape.json beside it)")
+    ls.add_argument("--checkpoints", nargs="+", default=None, help="panels of the first run (default stage1 ema)")
+    ls.add_argument("--resolution", type=int, default=160, help="grid points per side (default 160)")
+    ls.add_argument("--paths", type=int, default=12, help="sampling trajectories per panel (default 12)")
+    ls.add_argument("--steps", type=int, default=None, help="sampler steps (default: the first run's final T)")
+    ls.add_argument("--step-size", type=float, default=None, help="sampler step (default 2x stage2.step_size)")
+    ls.add_argument("--seed", type=int, default=0)
+    ls.add_argument("--quiet", action="store_true")
 
     x = sub.add_parser("explain", help="counterfactual explanations: targeted PGD inside L2 balls of growing radius")
     x.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
@@ -162,8 +176,5 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch-size", type=count, default=256)
     x.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     x.add_argument("--out", help="folder (default RUN/explain-<checkpoint>-<time>)")
-    x.add_argument("--amp", choices=["auto", "true", "false"], default=None,
-                   help="arithmetic of the model's forwards: auto (bf16 where the hardware has it), true, false "
-                   "(float32); default the run's own amp setting")
-    x.add_argument("--quiet", action="store_true")
+    _amp_and_quiet(x)
     return p

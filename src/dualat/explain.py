@@ -107,15 +107,18 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
     r_all = radii.repeat_interleave(n)                     # (R*N,): radius-major, as the output
     idx = torch.arange(n).repeat(len(radii))
     out = torch.empty(len(r_all), *x.shape[1:])
-    with eval_mode(model):
-        for s in tqdm(range(0, len(r_all), batch_size), desc="counterfactuals", disable=not show_progress):
+    starts = range(0, len(r_all), batch_size)
+    # the bar counts PGD steps of all batches: one batch of 300 steps can take minutes on a CPU
+    with eval_mode(model), tqdm(total=len(starts) * steps, desc=f"counterfactuals ({len(r_all)} x {steps} steps)",
+                                unit="step", disable=not show_progress, dynamic_ncols=True, mininterval=1.0) as bar:
+        for s in starts:
             sl = slice(s, s + batch_size)
             xb = x[idx[sl]].to(device)
             r = r_all[sl].to(device)
             # per-sample radius and step: each step moves step_factor x radius / steps
             out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=L2Ball(r),
                           steps=steps, step_size=step_factor / steps * r, momentum=momentum,
-                          autocast=autocast).cpu()
+                          autocast=autocast, callback=lambda i, _x: bar.update(1)).cpu()
     p = probs(model, out, batch_size, device)
     shape = (len(radii), n)
     return Explanation(

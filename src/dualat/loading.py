@@ -84,7 +84,7 @@ def find_checkpoint(source: str | Path, which: str = "ema") -> tuple[Path, Path 
 def load_model(source: str | Path, which: str = "ema", device="cpu"):
     """(model in eval mode, Config, info dict with path / sha256 / stage / iteration / T)."""
     if which == "ema":  # the default: the weights each method samples with
-        which = {"jem": "model", "plain": "stage1"}.get(_method(resolve_source(source)), which)
+        which = {"jem": "model", "plain": "stage1"}.get(run_method(resolve_source(source)), which)
     path, run_dir = find_checkpoint(source, which)
     state = safe_load(path)
     cfg = None
@@ -120,7 +120,7 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     return model, cfg, details
 
 
-def _method(source) -> str:
+def run_method(source) -> str:
     """The training method of a run directory ('dat' for anything else)."""
     p = Path(source) / RunDir.CONFIG
     if Path(source).is_dir() and p.is_file():

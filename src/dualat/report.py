@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from .errors import DualatError
+from .landscape import landscape
 from .rundir import RunDir
 from .ui import code_versions, read_log
 
@@ -165,6 +166,8 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
             figs.append(page.image(last[-1], f"training-time {kind.rstrip('_')} grid, {last[-1].stem}", prefix, 400))
     for path in sorted(run_dir.glob("eval-*/reliability.png")):
         figs.append(page.image(path, f"reliability diagram ({path.parent.name})", prefix + path.parent.name, 300))
+    for path in sorted(run_dir.glob("landscape*.png")):
+        figs.append(page.image(path, f"energy landscape ({path.name}, `dualat landscape`)", prefix, 640))
     for path in sorted(run_dir.glob("explain*/explain_*.png"))[:4]:
         figs.append(page.image(path, f"counterfactuals {path.stem} ({path.parent.name})", prefix + path.parent.name))
     if figs:
@@ -177,8 +180,19 @@ def report(run_dir, out=None) -> Path:
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "report.html"
     page = Page(out, f"dualat report: {run_dir.name}")
+    _toy2d_landscape(run_dir)
     run_sections(page, run_dir)
     return page.write()
+
+
+def _toy2d_landscape(run_dir: Path) -> None:
+    """A finished toy2d run's report shows its energy landscape: draw it once if it is missing."""
+    import yaml
+    cfg = run_dir / "config.yaml"
+    if (run_dir / "landscape.png").is_file() or not cfg.is_file() or not (run_dir / "summary.json").is_file():
+        return
+    if ((yaml.safe_load(cfg.read_text()) or {}).get("data") or {}).get("name") == "toy2d":
+        landscape(run_dir)
 
 
 __all__ = ["report", "run_sections", "Page", "svg_curve", "table_html"]

@@ -33,7 +33,7 @@ MODULE_DEFAULT_STEP_SIZE = 0.2
 TRAJECTORY_ROWS = 10  # rows (samples) of trajectory.png
 
 
-def _settings(model_or_run, checkpoint, steps, step_size, seeds, shape, device):
+def open_for_sampling(model_or_run, checkpoint, steps, step_size, seeds, shape, device):
     """Open the model and fill defaults: (model, cfg | None, info | None, shape, K, steps, step_size, seeds)."""
     if isinstance(model_or_run, torch.nn.Module):  # used where it lives; `device` is for opening runs
         model, cfg, info = model_or_run, None, None
@@ -158,7 +158,7 @@ def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, s
     (dualat.precision): the arithmetic of the sampler's model forwards.
     """
     _check_counts(n, batch_size)
-    model, cfg, _, shape, k, steps, step_size, src = _settings(model_or_run, checkpoint, steps, step_size, seeds,
+    model, cfg, _, shape, k, steps, step_size, src = open_for_sampling(model_or_run, checkpoint, steps, step_size, seeds,
                                                                shape, device)
     _, autocast = run_precision(model, cfg, amp)
     xs, ys = [], []
@@ -199,7 +199,7 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
 
 def _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint, batch_size,
                    png, trajectory, device, show_progress, command, dist, amp=None) -> dict:
-    model, cfg, info, shape, k, steps, step_size, src = _settings(source, checkpoint, steps, step_size, seeds,
+    model, cfg, info, shape, k, steps, step_size, src = open_for_sampling(source, checkpoint, steps, step_size, seeds,
                                                                   None, device)
     classes = _check_classes(classes, k)
     dtype, autocast = run_precision(model, cfg, amp)

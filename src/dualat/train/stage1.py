@@ -62,9 +62,12 @@ def run_stage1(run, state: dict | None = None) -> dict:
     if state is None and s1.init:
         report = load_weights(model, extract_state_dict(safe_load(s1.init)), strict=False)
         run.log.write({"event": "stage1_init", "path": s1.init, "loaded": report["loaded"],
-                       "missing": report["missing"][:20], "unexpected": report["unexpected"][:20]})
+                       "missing": report["missing"][:20], "unexpected": report["unexpected"][:20],
+                       "renamed": report["renamed"]})
+        renamed = ", ".join(f"{a!r} -> {b!r}" for a, b in report["renamed"].items())
         run.say(f"stage 1: loaded {report['loaded']} tensors from {s1.init} "
-                f"({len(report['missing'])} missing, {len(report['unexpected'])} unexpected)")
+                f"({len(report['missing'])} missing, {len(report['unexpected'])} unexpected)"
+                + (f"; renamed prefixes {renamed}" if renamed else ""))
     stage = Stage1(run)
     start, elapsed = resume(stage, state)
     stage.trainer = run.trainer()
