@@ -61,10 +61,10 @@ class Workload:
         if batch_size:
             overrides.append(f"stage2.batch_size={batch_size}")
         cfg = load_config(spec.preset, overrides)
-        self.key, self.spec, self.device, self.s2 = key, spec, device, cfg.stage2
+        self.key, self.spec, self.device, self.s2, self.threat = key, spec, device, cfg.stage2, cfg.threat
         if max_attack_steps is not None:
-            self.s2.attack.steps = min(self.s2.attack.steps, max_attack_steps)
-        self.B, self.K, self.shape = self.s2.batch_size, attack_steps(self.s2.attack)[0], spec.shape
+            self.threat.steps = min(self.threat.steps, max_attack_steps)
+        self.B, self.K, self.shape = self.s2.batch_size, attack_steps(self.threat)[0], spec.shape
         self.lib_format_name = "channels_last" if (cfg.model.channels_last if channels_last is None
                                                     else channels_last) else "contiguous"
         self.lib_format = FORMATS[self.lib_format_name]
@@ -116,7 +116,7 @@ class Workload:
 
         def step():
             x_r, x_a, seeds = (self.batch(n).contiguous(memory_format=fmt) for n in ("real", "adv", "seeds"))
-            return dat_step(model, opt, (x_r, y), seeds, (x_a, y), T, self.s2, gen, autocast)
+            return dat_step(model, opt, (x_r, y), seeds, (x_a, y), T, self.s2, gen, autocast, threat=self.threat)
         return step
 
     def ref_step(self, T: int):
@@ -124,7 +124,7 @@ class Workload:
 
         def step():
             return reference_dat_step(self.ref, self.opt_ref, (self.batch("real"), y), self.batch("seeds"),
-                                      (self.batch("adv"), y), T, self.s2, self.gen_ref)
+                                      (self.batch("adv"), y), T, self.s2, self.gen_ref, threat=self.threat)
         return step
 
     def sample(self, which: str, steps: int):

@@ -71,3 +71,17 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     assert (out / "eval-ema" / "samples.png").is_file()
     # the same run cannot be started twice into one directory
     assert main(["train", "digits", "--out", str(out), "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["eval", "RUN", "--n", "-5"], "--n/--n-test"),
+    (["eval", "RUN", "--n-samples", "0"], "--n-samples"),
+    (["eval", "RUN", "--pgd-steps", "-1"], "--pgd-steps"),
+    (["explain", "RUN", "--images", "0", "--n", "-2"], "--n"),
+    (["study", "digits", "--n-ref", "-3"], "--n-ref"),
+    (["train-evalnet", "digits", "--iterations", "0"], "--iterations"),
+])
+def test_negative_counts_are_refused_with_one_line(argv, flag, capsys):
+    assert main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dualat: error:")]
+    assert len(lines) == 1 and f"argument {flag}: must be at least" in lines[0], lines

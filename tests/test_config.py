@@ -62,6 +62,36 @@ def test_missing_and_broken_files(tmp_path):
         load_config(lst)
 
 
+def test_old_configs_map_onto_the_threat_section(tmp_path):
+    """Configs written before `threat` had a home (stage2.attack, log.progress; configs saved in
+    run directories and the bundled model's) keep loading, onto the new keys."""
+    import yaml
+    from dualat.config import from_dict, to_dict
+    from dualat.loading import PRETRAINED_DIR
+    old = yaml.safe_load((PRETRAINED_DIR / "fashion-mnist" / "config.yaml").read_text())
+    assert "attack" in old["stage2"] and "threat" not in old       # the bundled snapshot is an old one
+    cfg = from_dict(old)
+    assert (cfg.threat.norm, cfg.threat.eps, cfg.threat.steps) == (old["stage2"]["attack"]["norm"],
+                                                                   old["stage2"]["attack"]["eps"],
+                                                                   old["stage2"]["attack"]["steps"])
+    assert cfg.stage1.loss_bound == old["stage2"]["loss_bound"]    # stage 1 used stage 2's bound then
+    assert "progress" not in to_dict(cfg)["log"] and "attack" not in to_dict(cfg)["stage2"]
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({**old, "stage2": {**old["stage2"], "loss_bound": 77.0,
+                                                      "attack": {"norm": "Linf", "eps": "8/255"}}}))
+    cfg = load_config(path, ["threat.steps=7"])
+    assert (cfg.threat.norm, cfg.threat.eps, cfg.threat.steps, cfg.stage1.loss_bound) == ("Linf", 8 / 255, 7, 77.0)
+    # an old-style override on a new preset is read as threat.*, the bound as the old code used it
+    cfg = load_config("digits", ["stage2.attack.eps=0.25", "stage2.loss_bound=9"])
+    assert cfg.threat.eps == 0.25 and cfg.threat.step_size == 0.25 and cfg.stage1.loss_bound == 9
+    assert load_config("digits", ["stage2.loss_bound=9"]).stage1.loss_bound == 1e4   # each stage its own
+    assert load_config("digits").threat.eps == 0.5
+    with pytest.raises(DualatError, match="threat.eps"):
+        load_config("digits", ["stage2.attack.eps=-1"])
+    with pytest.raises(DualatError, match="stage2.attack"):
+        load_config("digits", ["stage2.attack=3"])
+
+
 def test_fashion_mnist_long_is_the_longer_resumable_recipe():
     base, long = load_config("fashion_mnist"), load_config("fashion_mnist_long")
     assert long.data == base.data and long.model == base.model

@@ -74,10 +74,18 @@ def test_targeted_confidence_rises_and_logsumexp_ascends():
 
 
 def test_pgd_leaves_parameters_without_grad_and_restores_flags():
+    """Inside the attack (seen from its callback) no parameter asks for a gradient, so no
+    weight-gradient graph is built; afterwards every flag is back as it was, a frozen one too."""
     model = tiny_model()
+    params = list(model.parameters())
+    params[0].requires_grad_(False)                  # a frozen parameter must stay frozen
+    before = [p.requires_grad for p in params]
     x, y = batch()
-    pgd(model, x, y, objective="ce", threat=L2Ball(0.5), steps=3, step_size=0.2)
-    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    inside = []
+    pgd(model, x, y, objective="ce", threat=L2Ball(0.5), steps=3, step_size=0.2,
+        callback=lambda i, x: inside.append([p.requires_grad for p in params]))
+    assert len(inside) == 3 and not any(any(flags) for flags in inside)
+    assert [p.requires_grad for p in params] == before and all(p.grad is None for p in params)
 
 
 def test_bad_threat_or_objective_is_a_clear_error():

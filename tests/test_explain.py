@@ -143,6 +143,7 @@ def test_cli_image_file_of_any_size_and_mode(run, tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["{tmp}/missing_run", "--images", "0"], "neither a run directory nor a checkpoint"),
     (["{run}", "--images", "{tmp}/x.png"], "cannot read image"),
+    (["{run}", "--images", "/etc/passwd"], "Check that the path names an image"),
     (["{run}", "--images", "0,297"], "test index 297 is out of range: the test set has 297 images"),
     (["{run}", "--images", "0", "--target", "10"], "target class 10 is out of range"),
     (["{run}", "--images", "{tmp}/ok.png", "--target", "true"], "needs a label"),
@@ -156,3 +157,4 @@ def test_cli_mistakes_give_one_error_line(run, tmp_path, capsys, args, needle):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("dualat: error:")]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+    assert "delete" not in lines[0].lower()  # never advise deleting a file the user pointed at

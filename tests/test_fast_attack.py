@@ -1,4 +1,4 @@
-"""stage2.attack.fast: "fast" adversarial training, one step of 1.25 x eps from a random start
+"""threat.fast (written stage2.attack.fast in old configs): "fast" adversarial training, one step of 1.25 x eps from a random start
 (off by default; a validated config key)."""
 import pytest
 import torch
@@ -11,13 +11,13 @@ from dualat.train import steps
 
 def test_fast_attack_is_off_by_default_and_validated():
     cfg = load_config("fashion_mnist")
-    assert cfg.stage2.attack.fast is False and cfg.stage1.attack.fast is False
-    assert steps.attack_steps(cfg.stage2.attack) == (cfg.stage2.attack.steps, cfg.stage2.attack.step_size)
-    fast = load_config("fashion_mnist", ["stage2.attack.fast=true"]).stage2.attack
+    assert cfg.threat.fast is False and cfg.stage1.attack.fast is False
+    assert steps.attack_steps(cfg.threat) == (cfg.threat.steps, cfg.threat.step_size)
+    fast = load_config("fashion_mnist", ["stage2.attack.fast=true"]).threat   # the old key maps onto threat
     assert steps.attack_steps(fast) == (1, pytest.approx(1.25 * fast.eps)) and fast.random_start
-    with pytest.raises(DualatError, match="stage2.attack.fast needs a random start"):
+    with pytest.raises(DualatError, match="threat.fast needs a random start"):
         load_config("fashion_mnist", ["stage2.attack.fast=true", "stage2.attack.random_start=false"])
-    with pytest.raises(DualatError, match="stage2.attack.fast must be true or false"):
+    with pytest.raises(DualatError, match="threat.fast must be true or false"):
         load_config("fashion_mnist", ["stage2.attack.fast=yes please"])
 
 
@@ -27,7 +27,7 @@ def test_fast_attack_takes_one_step_from_a_random_start_inside_the_ball(norm, ep
     model = create_model("small_cnn", 10, 1, 8).eval()
     x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 10
     attack = load_config("digits", [f"stage2.attack.norm={norm}", f"stage2.attack.eps={eps}",
-                                    "stage2.attack.fast=true"]).stage2.attack
+                                    "stage2.attack.fast=true"]).threat
     calls = []
     real = steps.pgd
     monkeypatch.setattr(steps, "pgd", lambda *a, **k: calls.append(k) or real(*a, **k))

@@ -125,7 +125,7 @@ def test_fuzz_the_command_line(tmp_path, monkeypatch):
     real work is reached; no other exception escapes `main`."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys.modules["dualat.train.run"], "Run", _would_start)          # training: after all checks
-    monkeypatch.setattr(sys.modules["dualat.train"], "train_evalnet", _would_start)
+    monkeypatch.setattr(sys.modules["dualat.cli"], "train_evalnet", _would_start)  # the CLI imports it once
     outcomes = {}
 
     anything = st.builds(lambda v, rest: [v, *rest], VERBS, st.lists(_cli_tokens(), max_size=6))

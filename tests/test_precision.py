@@ -112,7 +112,8 @@ def test_pgd_under_autocast_keeps_the_objective_gradient_and_normalisation_float
 
 def test_dat_step_under_autocast_feeds_float32_energies_to_the_bce_and_the_ema_stays_float32(monkeypatch):
     from dualat.train import steps
-    s2 = load_config("digits").stage2
+    cfg = load_config("digits")
+    s2 = cfg.stage2
     model = _tiny()
     ema = common.EMA(model, 0.99)
     fed = {}
@@ -132,7 +133,8 @@ def test_dat_step_under_autocast_feeds_float32_energies_to_the_bce_and_the_ema_s
     g = torch.Generator().manual_seed(0)
     x, seeds, y = torch.rand(8, 1, 8, 8, generator=g), torch.rand(8, 1, 8, 8, generator=g), torch.arange(8) % 10
     opt = common.make_optimizer(model.parameters(), s2.optim)
-    m = steps.dat_step(model, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1), BF16_CPU)
+    m = steps.dat_step(model, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1), BF16_CPU,
+                       threat=cfg.threat)
     assert torch.bfloat16 in seen  # the training forward really ran under bf16 autocast
     assert fed == {"bce": torch.float32, "ce": torch.float32}
     assert all(isinstance(m[k], float) for k in ("bce", "ce", "auc"))

@@ -40,7 +40,7 @@ def _pair(channels_last: bool, objective: str = "class_logit"):
     ref = copy.deepcopy(lib)
     if channels_last:
         lib = lib.to(memory_format=torch.channels_last)
-    return cfg.stage2, lib, ref
+    return cfg.stage2, lib, ref, cfg.threat
 
 
 def _to(fmt, real, seeds, at):
@@ -51,12 +51,12 @@ def _to(fmt, real, seeds, at):
 @pytest.mark.parametrize("channels_last,objective", [(False, "class_logit"), (True, "class_logit"),
                                                       (False, "logsumexp")])
 def test_fused_step_matches_reference_losses_and_gradients(channels_last, objective):
-    s2, lib, ref = _pair(channels_last, objective)
+    s2, lib, ref, threat = _pair(channels_last, objective)
     opt_lib, opt_ref = make_optimizer(lib.parameters(), s2.optim), make_optimizer(ref.parameters(), s2.optim)
     real, seeds, at = _batches(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    m_lib = dat_step(lib, opt_lib, *_to(fmt, real, seeds, at), 3, s2, torch.Generator().manual_seed(5))
-    m_ref = reference_dat_step(ref, opt_ref, real, seeds, at, 3, s2, torch.Generator().manual_seed(5))
+    m_lib = dat_step(lib, opt_lib, *_to(fmt, real, seeds, at), 3, s2, torch.Generator().manual_seed(5), threat=threat)
+    m_ref = reference_dat_step(ref, opt_ref, real, seeds, at, 3, s2, torch.Generator().manual_seed(5), threat=threat)
     assert m_lib.keys() == m_ref.keys()
     for key in m_ref:
         assert m_lib[key] == pytest.approx(m_ref[key], rel=1e-5, abs=1e-6), key
@@ -69,7 +69,7 @@ def test_fused_step_matches_reference_losses_and_gradients(channels_last, object
 
 def test_loop_state_matches_reference_after_a_few_iterations():
     """T, the AUC window and the EMA evolve the same through the loop pieces dat.py uses."""
-    s2, lib, ref = _pair(channels_last=True)
+    s2, lib, ref, threat = _pair(channels_last=True)
     states = []
     for model, step in ((lib, dat_step), (ref, reference_dat_step)):
         opt = make_optimizer(model.parameters(), s2.optim)
@@ -78,7 +78,7 @@ def test_loop_state_matches_reference_after_a_few_iterations():
         gen = torch.Generator().manual_seed(7)
         fmt = torch.channels_last if model is lib else torch.contiguous_format
         for it in range(5):
-            m = step(model, opt, *_to(fmt, *_batches(it)), cur.T, s2, gen)
+            m = step(model, opt, *_to(fmt, *_batches(it)), cur.T, s2, gen, threat=threat)
             ema.update(model)
             cur.update(m["auc"])
         states.append((cur.state_dict(), [p.detach().clone() for p in ema.model.parameters()], ema.updates))

@@ -250,7 +250,7 @@ def test_mix_draws_patches_and_class_gaussians_from_split_streams():
 
 def test_new_seed_names_are_validated():
     from dualat.config import load_config
-    from dualat.sample import _seed_source
+    from dualat.sample import seed_source
     for name in ("patches_jitter", "photos_more", "mix", "mix:0.3", "mix:1"):
         assert load_config("digits", [f"data.seeds={name}"]).data.seeds == name
     for bad, needle in (("mix:2", "data.seeds.*in \\[0, 1\\]"), ("mix:x", "data.seeds.*mix:0.5"),
@@ -261,5 +261,5 @@ def test_new_seed_names_are_validated():
         make_seed_source("mix", (1, 8, 8))
     with pytest.raises(DualatError, match="fraction"):
         make_seed_source("mix:-1", (1, 8, 8))
-    src = _seed_source("mix:0.4", load_config("digits", []), (1, 8, 8))  # what `dualat sample --seeds` builds
+    src = seed_source("mix:0.4", load_config("digits", []), (1, 8, 8))  # what `dualat sample --seeds` builds
     assert isinstance(src, MixSource) and src.split == "test" and src.fraction == 0.4

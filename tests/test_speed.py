@@ -102,7 +102,8 @@ def test_dat_step_under_cpu_bf16_gives_the_float32_losses_roughly():
     from dualat.models import freeze_batchnorm
     if not common.cpu_has_bf16():
         pytest.skip("no native bf16 on this CPU")
-    s2 = load_config("digits").stage2
+    cfg = load_config("digits")
+    s2 = cfg.stage2
     torch.manual_seed(0)
     model = freeze_batchnorm(create_model("small_cnn", 10, 1, 8))
     g = torch.Generator().manual_seed(0)
@@ -111,6 +112,7 @@ def test_dat_step_under_cpu_bf16_gives_the_float32_losses_roughly():
     for autocast in (None, common.autocast_factory(torch.device("cpu"), True)):
         m = copy.deepcopy(model)
         opt = common.make_optimizer(m.parameters(), s2.optim)
-        out.append(dat_step(m, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1), autocast))
+        out.append(dat_step(m, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1), autocast,
+                            threat=cfg.threat))
     for key in ("bce", "ce", "e_real", "e_contrastive"):
         assert out[1][key] == pytest.approx(out[0][key], rel=0.05, abs=0.02), key

@@ -74,7 +74,7 @@ def test_bce_sign_real_energy_falls_contrastive_energy_rises():
                                  "stage2.attack.random_start=false"])
     opt = make_optimizer(model.parameters(), cfg.stage2.optim)
     real0, con0 = _energies(model, x, seeds)
-    dat_step(model, opt, (x, y), seeds, (torch.zeros_like(x), y), 0, cfg.stage2)
+    dat_step(model, opt, (x, y), seeds, (torch.zeros_like(x), y), 0, cfg.stage2, threat=cfg.threat)
     real1, con1 = _energies(model, x, seeds)
     assert real1 < real0 and con1 > con0
 
@@ -91,7 +91,7 @@ def test_dat_step_separates_real_from_contrastive_energy(digits_run):
     seeds = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     real0, con0 = _energies(model, x, seeds)
     # T = 0: the contrastive samples are the seeds themselves
-    m = dat_step(model, opt, (x, y), seeds, (x, y), 0, cfg.stage2, torch.Generator().manual_seed(1))
+    m = dat_step(model, opt, (x, y), seeds, (x, y), 0, cfg.stage2, torch.Generator().manual_seed(1), threat=cfg.threat)
     real1, con1 = _energies(model, x, seeds)
     assert con1 - real1 > con0 - real0
     assert 0 <= m["auc"] <= 1 and m["loss"] == pytest.approx(m["bce"] + m["ce"], rel=1e-5)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import DualatError
+from .worklock import process_alive
 
 
 def atomic_save(obj, path: str | Path) -> Path:
@@ -76,7 +77,7 @@ def remove_stale_tmp(path: str | Path) -> list[Path]:
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         rest = tmp.name[len(path.name) + 2:-len(".tmp")]
         parts = rest.rsplit(".", 2)
-        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or _alive(int(parts[1])):
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or process_alive(int(parts[1])):
             continue
         try:
             tmp.unlink()
@@ -84,18 +85,6 @@ def remove_stale_tmp(path: str | Path) -> list[Path]:
         except FileNotFoundError:
             pass
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def safe_load(path: str | Path, map_location="cpu") -> dict:

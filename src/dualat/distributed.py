@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
-from .data.stream import _mix
+from .data.stream import mix_seeds
 from .errors import DualatError
 
 
@@ -52,7 +52,7 @@ class Dist:
     # ---------------------------------------------------------------- seeds and shares
     def rank_seed(self, seed: int) -> int:
         """A per-process seed; rank 0 keeps `seed` so one process reproduces single-process runs."""
-        return seed if self.rank == 0 else _mix(seed, 0xD1, self.rank)
+        return seed if self.rank == 0 else mix_seeds(seed, 0xD1, self.rank)
 
     def per_rank(self, batch_size: int) -> int:
         """This process's share of a global batch (check_config made it divide evenly)."""

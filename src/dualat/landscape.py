@@ -23,7 +23,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .data import load_split
+from .energy import energy
 from .errors import DualatError
+from .loading import load_model, run_method
+from .sample import open_for_sampling
+from .sampler import balanced_labels, generate_batches
+from .ui import progress
 
 CLASS_COLOURS = [(230, 50, 50), (255, 150, 20), (40, 200, 255), (240, 80, 230), (120, 230, 90), (250, 250, 250)]
 CORNERS = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]
@@ -43,13 +49,12 @@ def colormap(t: np.ndarray) -> np.ndarray:
 def panels_of(runs, checkpoints=None) -> list[tuple[str, str, str]]:
     """(source, checkpoint, label) per panel: a DAT run gives stage 1 and its EMA weights, any
     other run (plain, JEM) its own model. `checkpoints` overrides the first run's list."""
-    from .loading import _method
     out = []
     for i, run in enumerate(runs):
         run = Path(run)
         if not (run / "config.yaml").is_file():
             raise DualatError(f"{run} is not a run directory (no config.yaml); give folders `dualat train` wrote")
-        method = _method(run)
+        method = run_method(run)
         if i == 0 and checkpoints:
             chosen = list(checkpoints)
         elif method == "dat":
@@ -71,18 +76,17 @@ def energy_grid(model, resolution: int):
     pts = torch.from_numpy(np.stack([xx.ravel(), yy.ravel()], 1)).float()
     with torch.no_grad():
         logits = torch.cat([model(p) for p in pts.split(8192)])
-    e = -torch.logsumexp(logits, 1)
+    e = energy(logits)
     return e.view(resolution, resolution).numpy(), logits.argmax(1).view(resolution, resolution).numpy()
 
 
 def energy_at(model, pts: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        return (-torch.logsumexp(model(pts.float()), 1)).numpy()
+        return energy(model(pts.float())).numpy()
 
 
 def trajectories(model, seeds, labels, steps: int, step_size: float):
     """(paths (n, steps + 1, 2), samples (n, 2)) from the library's sampler (the one PGD engine)."""
-    from .sample import generate_batches
     path = {}
     batches = generate_batches(model, seeds, labels, steps, step_size,
                                step_callback=lambda s, i, x: path.__setitem__(i, x.detach().cpu().clone()))
@@ -176,10 +180,6 @@ def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: 
     stage2.step_size unless steps / step_size are given). Writes `out` (default
     FIRST_RUN/landscape.png) and landscape.json beside it; returns that record.
     """
-    from .data import load_dataset
-    from .loading import load_model
-    from .sample import _settings, balanced_labels
-    from .train.log import progress
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if not runs:
         raise DualatError("give at least one toy2d run directory")
@@ -187,12 +187,12 @@ def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: 
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise DualatError(f"{what} must be a whole number >= 1, got {v!r}")
     panels = panels_of(runs, checkpoints)
-    model0, cfg0, _, shape, k, steps, step_size, src = _settings(panels[0][0], panels[0][1], steps, step_size,
+    model0, cfg0, _, shape, k, steps, step_size, src = open_for_sampling(panels[0][0], panels[0][1], steps, step_size,
                                                                  None, None, "cpu")
     if tuple(shape) != (2,):
         raise DualatError(f"{runs[0]} was trained on {cfg0.data.name} (inputs {tuple(shape)}); "
                           "the landscape is drawn for 2-D data: train with `dualat train toy2d`")
-    train = load_dataset(cfg0.data.name, "train")
+    train = load_split(cfg0.data, "train")
     g = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(train.y), generator=g)[:n_points]
     train_x, train_y = train.x.float(), train.y

@@ -1,6 +1,7 @@
 """Open a trained model from a run directory or a weights file, with the config that built it."""
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -9,18 +10,19 @@ import yaml
 
 from .checkpoint import extract_state_dict, file_hash, load_weights, safe_load
 from .config import from_dict
-from .data import dataset_info
+from .data import data_info
 from .errors import DualatError
 from .models import create_model
+from .rundir import RunDir
 
 # which file a checkpoint name means inside a run directory, in order of preference
 CHECKPOINTS = {
-    "ema": ["model_ema.safetensors", "last.pt"],
-    "model": ["model.safetensors", "last.pt"],  # JEM keeps no EMA: its buffer belongs to the raw weights
-    "best_fid": ["best_fid.pt"],
-    "best_robust": ["best_robust.pt"],
-    "stage1": ["stage1.pt"],
-    "last": ["last.pt"],
+    "ema": [RunDir.EMA_WEIGHTS, RunDir.STATE],
+    "model": [RunDir.WEIGHTS, RunDir.STATE],  # JEM keeps no EMA: its buffer belongs to the raw weights
+    "best_fid": [RunDir.BEST_FD],
+    "best_robust": [RunDir.BEST_ROBUST],
+    "stage1": [RunDir.STAGE1],
+    "last": [RunDir.STATE],
 }
 
 
@@ -29,7 +31,7 @@ PRETRAINED_PREFIX = "pretrained:"
 
 
 def pretrained_names() -> list[str]:
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.yaml").is_file()) if PRETRAINED_DIR.is_dir() else []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / RunDir.CONFIG).is_file()) if PRETRAINED_DIR.is_dir() else []
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -42,6 +44,16 @@ def resolve_source(source: str | Path) -> Path:
                               + ", ".join(PRETRAINED_PREFIX + n for n in pretrained_names()))
         return PRETRAINED_DIR / name
     return Path(source)
+
+
+def default_output(source: str | Path, kind: str, checkpoint: str, stamped: bool = True) -> Path:
+    """The one rule for where `dualat eval / sample / explain` write by default:
+    <base>/<kind>-<checkpoint>[-<time>] for a run directory or a bundled model (base: the run
+    directory, or ./pretrained-NAME), and <kind>-<file stem>[-<time>] beside a checkpoint file."""
+    text = str(source)
+    named = checkpoint if text.startswith(PRETRAINED_PREFIX) or Path(source).is_dir() else Path(source).stem
+    stamp = f"-{datetime.datetime.now():%Y%m%d-%H%M%S}" if stamped else ""
+    return output_base(source) / f"{kind}-{named}{stamp}"
 
 
 def output_base(source: str | Path) -> Path:
@@ -65,32 +77,26 @@ def find_checkpoint(source: str | Path, which: str = "ema") -> tuple[Path, Path 
         raise DualatError(f"{source} holds no {which} checkpoint ({' or '.join(CHECKPOINTS[which])}); "
                           "is it a finished `dualat train` run directory?")
     if source.is_file():
-        return source, source.parent if (source.parent / "config.yaml").is_file() else None
+        return source, source.parent if (source.parent / RunDir.CONFIG).is_file() else None
     raise DualatError(f"{source} is neither a run directory nor a checkpoint file")
 
 
 def load_model(source: str | Path, which: str = "ema", device="cpu"):
     """(model in eval mode, Config, info dict with path / sha256 / stage / iteration / T)."""
     if which == "ema":  # the default: the weights each method samples with
-        which = {"jem": "model", "plain": "stage1"}.get(_method(resolve_source(source)), which)
+        which = {"jem": "model", "plain": "stage1"}.get(run_method(resolve_source(source)), which)
     path, run_dir = find_checkpoint(source, which)
     state = safe_load(path)
     cfg = None
     if run_dir is not None:
-        cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        cfg = from_dict(yaml.safe_load((run_dir / RunDir.CONFIG).read_text()))
     elif isinstance(state.get("config"), dict):
         cfg = from_dict(state["config"])
     if cfg is None:
         raise DualatError(f"{path} carries no config and has no config.yaml beside it; "
                           "keep the checkpoint inside its run directory")
-    info = dataset_info(cfg.data.name, image_size=cfg.data.image_size, channels=cfg.data.channels,
-                        num_classes=cfg.data.num_classes)
-    if info["shape"] is None or info["num_classes"] is None:
-        from .data import load_dataset
-        test = load_dataset(cfg.data.name, "test", root=cfg.data.root, image_size=cfg.data.image_size,
-                            channels=cfg.data.channels, num_classes=cfg.data.num_classes)
-        info = {"shape": test.shape, "num_classes": test.num_classes}
-    shape = tuple(info["shape"])
+    info = data_info(cfg.data)
+    shape = info["shape"]
     model = create_model(cfg.model.name, num_classes=info["num_classes"], in_channels=shape[0],
                          image_size=shape[-1], mean=cfg.data.mean, std=cfg.data.std, **cfg.model.kwargs)
     weights = state["ema"]["model"] if which == "ema" and isinstance(state.get("ema"), dict) else extract_state_dict(state, prefer_ema=False)
@@ -99,8 +105,8 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     if cfg.model.channels_last and len(shape) == 3:  # sample / evaluate in the format the run trained in
         model = model.to(memory_format=torch.channels_last)
     curriculum_T = None
-    if run_dir is not None and (run_dir / "last.pt").is_file():
-        last = safe_load(run_dir / "last.pt")
+    if run_dir is not None and (run_dir / RunDir.STATE).is_file():
+        last = safe_load(run_dir / RunDir.STATE)
         curriculum_T = last.get("curriculum", {}).get("T") if last.get("stage") == 2 else None
     elif run_dir is not None and (run_dir / "card.json").is_file():  # a bundled model
         card = json.loads((run_dir / "card.json").read_text())
@@ -114,9 +120,9 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     return model, cfg, details
 
 
-def _method(source) -> str:
+def run_method(source) -> str:
     """The training method of a run directory ('dat' for anything else)."""
-    p = Path(source) / "config.yaml"
+    p = Path(source) / RunDir.CONFIG
     if Path(source).is_dir() and p.is_file():
         try:
             return (yaml.safe_load(p.read_text()) or {}).get("method", "dat")

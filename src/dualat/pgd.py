@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .energy import energy, joint_energy
 from .errors import DualatError
 from .speed import forward_of
 
@@ -117,11 +118,11 @@ def _ce(logits, y):
 
 
 def _class_logit(logits, y):
-    return logits.gather(1, y.view(-1, 1)).squeeze(1)
+    return -joint_energy(logits, y)
 
 
 def _logsumexp(logits, y):
-    return torch.logsumexp(logits, dim=1)
+    return -energy(logits)
 
 
 def _target_confidence(logits, y):

@@ -21,6 +21,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from .errors import DualatError
+
 FLOAT32, BF16 = "float32", "bfloat16"
 AMP_CHOICES = (False, True, "auto")
 
@@ -78,7 +80,6 @@ def resolve(amp, device) -> str:
             return BF16 if cuda_bf16(device) else FLOAT32
         return BF16 if device.type == "cpu" and cpu_native_bf16() else FLOAT32
     if amp is not True:
-        from .errors import DualatError
         raise DualatError(f"amp must be true, false or auto, got {amp!r}")
     if device.type == "cuda":
         return BF16

@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 
 from .errors import DualatError
-from .train.log import code_versions, read_log
+from .landscape import landscape
+from .rundir import RunDir
+from .ui import code_versions, read_log
 
 # the curves worth plotting, per stage label in metrics.jsonl
 CURVES = {
@@ -110,15 +112,15 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
     """Add a run's curves, evaluation tables and images to `page` (only the curves with
     curves_only); returns its summary dict."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / RunDir.CONFIG).is_file():
         raise DualatError(f"{run_dir} is not a run directory (no config.yaml); give the folder `dualat train` wrote")
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-    records = read_log(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    summary = json.loads((run_dir / RunDir.SUMMARY).read_text()) if (run_dir / RunDir.SUMMARY).is_file() else {}
+    records = read_log(run_dir) if (run_dir / RunDir.METRICS).is_file() else []
     h = f"<h2>{html.escape(label or run_dir.name)}</h2>"
     method = summary.get("method", "dat")
     div = (summary.get("jem") or {}).get("diverged") if isinstance(summary.get("jem"), dict) else None
-    if div or (run_dir / "diverged.json").is_file():
-        info = div or json.loads((run_dir / "diverged.json").read_text())
+    if div or (run_dir / RunDir.DIVERGED).is_file():
+        info = div or json.loads((run_dir / RunDir.DIVERGED).read_text())
         h += f'<p><b>Diverged</b> at iteration {info.get("iteration")}: {html.escape(json.dumps(info.get("values")))}</p>'
     code = code_versions(records)
     code_note = f", code: {html.escape('; '.join(sorted(c or 'dualat ?' for c in code)))}" if any(code) else ""
@@ -190,7 +192,6 @@ def _toy2d_landscape(run_dir: Path) -> None:
     if (run_dir / "landscape.png").is_file() or not cfg.is_file() or not (run_dir / "summary.json").is_file():
         return
     if ((yaml.safe_load(cfg.read_text()) or {}).get("data") or {}).get("name") == "toy2d":
-        from .landscape import landscape
         landscape(run_dir)
 
 

@@ -1,22 +1,31 @@
 """Generation: descend the energy from seed images with the one PGD engine (method.md section 6).
 
-    generate(model, seeds, labels, steps, step_size)        -> (n, ...) float in [0, 1]
+    generate(model, seeds, labels, steps, step_size)        -> (n, ...) float in [0, 1]   (sampler.py)
     sample(model_or_run, n, classes=..., ...)                -> (x (n, C, H, W) in [0, 1], y (n,))
     sample_to_dir(run, out, n, ...)                          -> the sample.json record (what `dualat sample` does)
 """
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from .data import data_info, load_split, make_seed_source
+from .data.seeds_extra import needs_train_set
+from .distributed import from_env, session
+from .energy import energy
 from .errors import DualatError
-from .pgd import Unbounded, eval_mode, pgd
+from .loading import default_output, load_model
+from .pgd import eval_mode
+from .precision import precision
+from .sample_io import png_writer, write_sample_dir
+from .sampler import balanced_labels, default_step_size, default_steps, generate, generate_batches  # noqa: F401
+from .version import __version__
 
 # a bare nn.Module carries no config: the paper's CIFAR-10 sampler (~35 steps of 0.2) and noise seeds
 MODULE_DEFAULT_STEPS = 35
@@ -24,115 +33,48 @@ MODULE_DEFAULT_STEP_SIZE = 0.2
 TRAJECTORY_ROWS = 10  # rows (samples) of trajectory.png
 
 
-def balanced_labels(n: int, num_classes: int, classes: list[int] | None = None) -> torch.Tensor:
-    """Labels cycled evenly over `classes` (default all): 0,1,...,K-1,0,1,..."""
-    pool = torch.tensor(classes if classes else list(range(num_classes)), dtype=torch.long)
-    return pool[torch.arange(n) % len(pool)]
-
-
-def generate_batches(model, seeds, labels: torch.Tensor | None, steps: int, step_size: float,
-                     unconditional: bool = False, batch_size: int = 256, generator: torch.Generator | None = None,
-                     device=None, step_callback=None, autocast=None, n: int | None = None,
-                     share: tuple[int, int] = (0, 1)):
-    """Yield (start, x0, x) per batch: seeds x0 and samples x, both (b, ...) in [0, 1] on the CPU.
-
-    seeds: a seed source (`.sample(b, y, generator)`) or a tensor of seed images (n, ...);
-    labels: (n,) int64 conditioning classes (also picks per-class Gaussian seeds), or None for
-    unconditional sampling from a seed source, which then needs `n`.
-    step_callback(start, i, x) sees the seeds (i = 0) and every iterate (i = 1..steps) of the
-    batch starting at sample `start`. Seeds are drawn batch by batch from `generator`, so the
-    result is a function of (generator seed, batch_size). The model is used in eval mode.
-    share = (rank, world_size): only batches rank, rank + world_size, ... are generated and
-    yielded (one process of several); seeds are still drawn for every batch, so each sample is
-    the same whatever the number of processes.
-    """
-    rank, world = share
-    if n is None:
-        n = labels.shape[0] if labels is not None else seeds.shape[0]
-    device = device or next(model.parameters()).device
-    with eval_mode(model):
-        for k, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            y = labels[start:stop] if labels is not None else None
-            x0 = seeds[start:stop] if torch.is_tensor(seeds) else seeds.sample(stop - start, y, generator)
-            if k % world != rank:
-                continue
-            cb = None
-            if step_callback is not None:
-                step_callback(start, 0, x0)
-                cb = lambda i, x, s=start: step_callback(s, i, x)  # noqa: E731
-            x = pgd(model, x0.to(device), None if y is None else y.to(device),
-                    objective="logsumexp" if unconditional else "class_logit", threat=Unbounded(),
-                    steps=steps, step_size=step_size, callback=cb, autocast=autocast)
-            yield start, x0.cpu(), x.cpu()
-
-
-def generate(model, seeds, labels: torch.Tensor | None, steps: int, step_size: float,
-             unconditional: bool = False, batch_size: int = 256, generator: torch.Generator | None = None,
-             device=None, callback=None, autocast=None) -> torch.Tensor:
-    """Samples (n, ...) in [0, 1]: ascend f_y (class-conditional) or logsumexp (unconditional).
-
-    seeds: a seed source (`.sample(n, y, generator)`) or a tensor of seed images (n, ...);
-    labels: (n,) int64 conditioning classes (also picks per-class Gaussian seeds).
-    `callback(i, x)` sees every iterate of every batch. Works in batches so memory stays bounded.
-    """
-    cb = None if callback is None else (lambda start, i, x: callback(i, x) if i > 0 else None)
-    return torch.cat([x for _, _, x in generate_batches(model, seeds, labels, steps, step_size, unconditional,
-                                                         batch_size, generator, device, cb, autocast)])
-
-
-def _settings(model_or_run, checkpoint, steps, step_size, seeds, shape, device):
+def open_for_sampling(model_or_run, checkpoint, steps, step_size, seeds, shape, device):
     """Open the model and fill defaults: (model, cfg | None, info | None, shape, K, steps, step_size, seeds)."""
     if isinstance(model_or_run, torch.nn.Module):  # used where it lives; `device` is for opening runs
         model, cfg, info = model_or_run, None, None
     else:
-        from .loading import load_model
         model, cfg, info = load_model(model_or_run, checkpoint, device=device or "cpu")
     if shape is None and torch.is_tensor(seeds):
         shape = tuple(seeds.shape[1:])
     if shape is None and cfg is not None:
-        from .data import dataset_info, load_dataset
-        d = cfg.data
-        shape = dataset_info(d.name, image_size=d.image_size, channels=d.channels, num_classes=d.num_classes)["shape"]
-        if shape is None:
-            shape = load_dataset(d.name, "test", root=d.root, image_size=d.image_size, channels=d.channels,
-                                 num_classes=d.num_classes).shape
+        shape = data_info(cfg.data)["shape"]
     if shape is None:
         raise DualatError("sampling a bare model needs the input shape: pass shape=(C, H, W) or seed images")
     shape = tuple(int(s) for s in shape)
     with torch.no_grad(), eval_mode(model):
         k = model(torch.zeros(1, *shape, device=next(model.parameters()).device)).shape[1]
     if steps is None:
-        steps = MODULE_DEFAULT_STEPS if cfg is None else (info.get("final_T") or cfg.stage2.t_max)
+        steps = MODULE_DEFAULT_STEPS if cfg is None else default_steps(cfg, info.get("final_T"))
     if step_size is None:
-        step_size = MODULE_DEFAULT_STEP_SIZE if cfg is None else 2 * cfg.stage2.step_size
+        step_size = MODULE_DEFAULT_STEP_SIZE if cfg is None else default_step_size(cfg)
     if not (isinstance(steps, int) and steps >= 0):
         raise DualatError(f"steps must be a whole number >= 0, got {steps!r}")
     if not (step_size > 0 and math.isfinite(step_size)):
         raise DualatError(f"step size must be positive, got {step_size!r}")
-    return model, cfg, info, shape, k, steps, float(step_size), _seed_source(seeds, cfg, shape)
+    return model, cfg, info, shape, k, steps, float(step_size), seed_source(seeds, cfg, shape)
 
 
-def _seed_source(seeds, cfg, shape):
+def seed_source(seeds, cfg, shape):
     """A tensor, a SeedSource, or a name: None (the run's data.seeds; noise for a bare model),
     'noise', 'gaussian', 'patches', 'patches_jitter', 'photos_more', 'mix[:F]', 'folder:DIR' -- always
     the held-out "test" split."""
     if torch.is_tensor(seeds) or hasattr(seeds, "sample"):
         return seeds
-    from .data import load_dataset, make_seed_source
     kind = seeds if seeds is not None else (cfg.data.seeds if cfg is not None else "noise")
     folder = cfg.data.seed_folder if cfg is not None else None
     if kind.startswith("folder:"):
         kind, folder = "folder", kind[len("folder:"):]
     train_set = None
-    from .data.seeds_extra import needs_train_set
     if needs_train_set(kind):
         if cfg is None:
             raise DualatError(f"{kind} seeds are fitted to the run's training set; give a run directory, "
                               "not a bare model, or use seeds='noise'")
-        d = cfg.data
-        train_set = load_dataset(d.name, "train", root=d.root, image_size=d.image_size, channels=d.channels,
-                                 num_classes=d.num_classes)
+        train_set = load_split(cfg.data, "train")
     return make_seed_source(kind, shape, "test", train_set, folder, cfg.seed if cfg is not None else 0)
 
 
@@ -153,13 +95,12 @@ def _check_classes(classes, k: int) -> list[int] | None:
     return out
 
 
-def _stream(model, k, seeds, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-            show_progress, on_batch, share=(0, 1), autocast=None):
+def drive_generation(model, k, seeds, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
+                     show_progress, on_batch, share=(0, 1), autocast=None):
     """Run generation; on_batch(start, x0, x, y) sees each batch (y: the class conditioned on,
     or the model's prediction when unconditional). With `trajectory` = K returns (parts, steps):
     parts {step: [(start, x)]} of the first rows samples at steps 0, K, 2K, ..., final (see
     _strip), else None. share = (rank, world_size): this process's batches only."""
-    from tqdm.auto import tqdm
     if torch.is_tensor(seeds) and seeds.shape[0] < n:
         raise DualatError(f"{seeds.shape[0]} seed images given for {n} samples")
     labels = balanced_labels(n, k, classes)
@@ -217,30 +158,19 @@ def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, s
     (dualat.precision): the arithmetic of the sampler's model forwards.
     """
     _check_counts(n, batch_size)
-    model, cfg, _, shape, k, steps, step_size, src = _settings(model_or_run, checkpoint, steps, step_size, seeds,
+    model, cfg, _, shape, k, steps, step_size, src = open_for_sampling(model_or_run, checkpoint, steps, step_size, seeds,
                                                                shape, device)
-    _, autocast = _precision(model, cfg, amp)
+    _, autocast = run_precision(model, cfg, amp)
     xs, ys = [], []
-    _stream(model, k, src, n, _check_classes(classes, k), steps, step_size, unconditional, seed, batch_size,
-            None, show_progress, lambda start, x0, x, y: (xs.append(x), ys.append(y)), autocast=autocast)
+    drive_generation(model, k, src, n, _check_classes(classes, k), steps, step_size, unconditional, seed, batch_size,
+                     None, show_progress, lambda start, x0, x, y: (xs.append(x), ys.append(y)), autocast=autocast)
     return torch.cat(xs), torch.cat(ys)
 
 
-def _precision(model, cfg, amp):
+def run_precision(model, cfg, amp):
     """(dtype name, autocast factory or None): `amp`, else the run's setting (float32 for a bare module)."""
-    from .precision import precision
     setting = amp if amp is not None else (cfg.amp if cfg is not None else False)
     return precision(setting, next(model.parameters()).device)
-
-
-def default_out(source, checkpoint: str) -> Path:
-    """RUN_DIR/samples-<checkpoint>-<timestamp>, next to a checkpoint file, or under
-    ./pretrained-NAME for a bundled model."""
-    from .loading import PRETRAINED_PREFIX, output_base
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    if Path(source).is_dir() or str(source).startswith(PRETRAINED_PREFIX):
-        return output_base(source) / f"samples-{checkpoint}-{stamp}"
-    return Path(source).parent / f"samples-{Path(source).stem}-{stamp}"
 
 
 def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | None = None,
@@ -260,7 +190,6 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
     writes the files (each process its own png/ files). amp: as for `sample`; sample.json names
     the arithmetic used (`compute_dtype`).
     """
-    from .distributed import from_env, session
     _check_counts(n, batch_size, trajectory)
     with session(from_env(), device or "cpu") as dist:
         return _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint,
@@ -270,18 +199,46 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
 
 def _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint, batch_size,
                    png, trajectory, device, show_progress, command, dist, amp=None) -> dict:
-    from . import __version__
-    from .images import class_grid, grid, save_png
-    model, cfg, info, shape, k, steps, step_size, src = _settings(source, checkpoint, steps, step_size, seeds,
+    model, cfg, info, shape, k, steps, step_size, src = open_for_sampling(source, checkpoint, steps, step_size, seeds,
                                                                   None, device)
     classes = _check_classes(classes, k)
-    dtype, autocast = _precision(model, cfg, amp)
+    dtype, autocast = run_precision(model, cfg, amp)
     image = len(shape) == 3
     if not image and (png or trajectory):
         raise DualatError(f"{cfg.data.name} items are points of shape {shape}, not images: drop --png / --trajectory")
-    out = dist.broadcast(Path(out) if out is not None else default_out(source, checkpoint))
+    out = dist.broadcast(Path(out) if out is not None else default_output(source, "samples", checkpoint))
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
+    c = collect(model, k, src, shape, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
+                show_progress, dist, png_writer(out) if png else None, autocast)
+    if c is None:  # a process other than rank 0: rank 0 writes
+        return dist.broadcast(None)
+    record = {
+        "n": n, "classes": classes if classes is not None else list(range(k)), "num_classes": k,
+        "steps": steps, "step_size": step_size, "unconditional": unconditional,
+        "objective": "logsumexp (unconditional)" if unconditional else "class_logit f_y (class-conditional)",
+        "y": "model prediction of each sample" if unconditional else "class conditioned on",
+        "seeds": seeds if isinstance(seeds, str) else repr(seeds) if seeds is not None else cfg.data.seeds,
+        "seed_split": "test", "seed": seed, "batch_size": batch_size,
+        "checkpoint": info, "dataset": cfg.data.name if cfg is not None else None,
+        "trajectory_every": trajectory, "trajectory_steps": c["trajectory_steps"],
+        "mean_logsumexp_seeds": c["e_seed"] / n, "mean_logsumexp_samples": c["e_sample"] / n,
+        "npz_format": ("x uint8 (N, C, H, W) = round(255 * sample)" if image else f"x float32 (N, {shape[0]})")
+        + ", y int64 (N,)",
+        "torch": torch.__version__, "dualat": __version__, "command": command if command is not None else sys.argv,
+        "time": datetime.datetime.now().isoformat(timespec="seconds"), "out": str(out), "files": None,
+        "processes": dist.world_size, "compute_dtype": dtype,
+    }
+    return dist.broadcast(write_sample_dir(out, c, k, shape, png, record))
+
+
+def collect(model, k, src, shape, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
+            show_progress, dist, on_png=None, autocast=None) -> dict | None:
+    """Generate n samples (this process's batches under torchrun) and gather them on rank 0:
+    dict(x (n, ...) uint8 images / float32 points, y, e_seed / e_sample (sums of logsumexp f over
+    seeds / samples), strip (rows, steps, ...) or None, trajectory_steps); None on other ranks.
+    on_png(start, x, y) sees each batch as it is made (the per-sample PNG files)."""
+    image = len(shape) == 3
     # images are kept as the uint8 the PNGs hold; points (toy2d) as float32
     x8 = np.zeros((n, *shape), dtype=np.uint8 if image else np.float32)
     y_all = np.zeros(n, dtype=np.int64)
@@ -295,50 +252,24 @@ def _sample_to_dir(source, out, n, classes, steps, step_size, seeds, uncondition
         y_all[start:stop] = y.numpy()
         with torch.no_grad(), eval_mode(model):
             dev = next(model.parameters()).device
-            e_seed.append(torch.logsumexp(model(x0.to(dev)), 1).sum().item())
-            e_sample.append(torch.logsumexp(model(x.to(dev)), 1).sum().item())
-        if png:
-            for i in range(x.shape[0]):
-                save_png(grid(x[i:i + 1], nrow=1, pad=0), out / "png" / f"{start + i:06d}_y{int(y[i])}.png")
+            e_seed.append(-energy(model(x0.to(dev))).sum().item())
+            e_sample.append(-energy(model(x.to(dev))).sum().item())
+        if on_png is not None:
+            on_png(start, x, y)
 
-    traj = _stream(model, k, src, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-                   show_progress and dist.is_main, on_batch, share=(dist.rank, dist.world_size), autocast=autocast)
+    traj = drive_generation(model, k, src, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
+                            show_progress and dist.is_main, on_batch, share=(dist.rank, dist.world_size),
+                            autocast=autocast)
     parts = dist.gather_to_main({"chunks": [(a, x8[a:b], y_all[a:b]) for a, b in written],
                                  "e_seed": sum(e_seed), "e_sample": sum(e_sample), "traj": traj[0] if traj else {}})
     if not dist.is_main:
-        return dist.broadcast(None)
+        return None
     for part in parts[1:]:
         for a, xs, ys in part["chunks"]:
             x8[a:a + len(ys)], y_all[a:a + len(ys)] = xs, ys
-    np.savez_compressed(out / "samples.npz", x=x8, y=y_all)
-    files = ["samples.npz", "sample.json"] + (["grid.png"] if image else []) + (["png/"] if png else [])
-    scale = max(1, round(64 / shape[-1]))  # about 64 pixels per image, so 8x8 digits stay visible
-    if image:
-        x_all = torch.from_numpy(x8).float() / 255
-        save_png(class_grid(x_all, torch.from_numpy(y_all), k, per_class=10, scale=scale), out / "grid.png")
-    if traj is not None:
-        strip = _strip([part["traj"] for part in parts], traj[1])
-        save_png(grid(strip.flatten(0, 1), nrow=strip.shape[1], scale=scale), out / "trajectory.png")
-        files.append("trajectory.png")
-    record = {
-        "n": n, "classes": classes if classes is not None else list(range(k)), "num_classes": k,
-        "steps": steps, "step_size": step_size, "unconditional": unconditional,
-        "objective": "logsumexp (unconditional)" if unconditional else "class_logit f_y (class-conditional)",
-        "y": "model prediction of each sample" if unconditional else "class conditioned on",
-        "seeds": seeds if isinstance(seeds, str) else repr(seeds) if seeds is not None else cfg.data.seeds,
-        "seed_split": "test", "seed": seed, "batch_size": batch_size,
-        "checkpoint": info, "dataset": cfg.data.name if cfg is not None else None,
-        "trajectory_every": trajectory, "trajectory_steps": traj[1] if traj is not None else None,
-        "mean_logsumexp_seeds": sum(p["e_seed"] for p in parts) / n,
-        "mean_logsumexp_samples": sum(p["e_sample"] for p in parts) / n,
-        "npz_format": ("x uint8 (N, C, H, W) = round(255 * sample)" if image else f"x float32 (N, {shape[0]})")
-        + ", y int64 (N,)",
-        "torch": torch.__version__, "dualat": __version__, "command": command if command is not None else sys.argv,
-        "time": datetime.datetime.now().isoformat(timespec="seconds"), "out": str(out), "files": files,
-        "processes": dist.world_size, "compute_dtype": dtype,
-    }
-    (out / "sample.json").write_text(json.dumps(record, indent=1))
-    return dist.broadcast(record)
+    return {"x": x8, "y": y_all, "e_seed": sum(p["e_seed"] for p in parts), "e_sample": sum(p["e_sample"] for p in parts),
+            "strip": _strip([part["traj"] for part in parts], traj[1]) if traj is not None else None,
+            "trajectory_steps": traj[1] if traj is not None else None}
 
 
 __all__ = ["balanced_labels", "generate", "generate_batches", "sample", "sample_to_dir"]

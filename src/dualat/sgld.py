@@ -1,5 +1,6 @@
 """JEM's sampler: stochastic gradient Langevin dynamics on E(x) = -logsumexp f(x), and the
-persistent replay buffer its chains live in (method.md section 10).
+persistent replay buffer its chains live in (method.md section 10), and the samplers that
+training, `dualat sample` and evaluation draw from a JEM run (buffer images or fresh chains).
 
     x <- x - (alpha / 2) * grad_x E(x) + sigma * eps,   eps ~ N(0, I)
 
@@ -9,20 +10,26 @@ Chains run with the model in eval mode and without weight-gradient graphs, as PG
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
 
+from .checkpoint import safe_load
+from .data import make_seed_source
+from .energy import energy
 from .errors import DualatError
 from .pgd import eval_mode, input_grad_only
+from .rundir import RunDir
+from .ui import progress
 
 
 def energy_grad(model, x: torch.Tensor, autocast=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_x E(x), E(x)) for a batch x, E = -logsumexp of the logits."""
     x = x.detach().requires_grad_(True)
     with autocast() if autocast else contextlib.nullcontext():
-        energy = -torch.logsumexp(model(x).float(), dim=1)
-    (g,) = torch.autograd.grad(energy.sum(), x)
-    return g, energy.detach()
+        e = energy(model(x).float())
+    (g,) = torch.autograd.grad(e.sum(), x)
+    return g, e.detach()
 
 
 def sgld(model, x0: torch.Tensor, steps: int, step_size: float, noise: float,
@@ -107,4 +114,69 @@ class ReplayBuffer:
         self.restarts, self.draws = int(state["restarts"]), int(state["draws"])
 
 
-__all__ = ["sgld", "energy_grad", "InitialDistribution", "ReplayBuffer"]
+def initial_distribution(cfg, train_set, shape) -> InitialDistribution:
+    """Where a run's chains start (cfg.jem.buffer_init), fitted to `train_set` when gaussian."""
+    src = None
+    if cfg.jem.buffer_init == "gaussian":
+        src = make_seed_source("gaussian", tuple(shape), "train", train_set, None, cfg.seed)
+    return InitialDistribution(cfg.jem.buffer_init, shape, train_set.num_classes, src)
+
+def predictions(model, x, device, batch_size: int = 500) -> torch.Tensor:
+    """The model's predicted class of every image of x, in batches; CPU result."""
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+
+def sgld_batches(model, x0: torch.Tensor, steps: int, step_size: float, noise: float, g, clamp: bool,
+                 autocast=None, batch_size: int = 500) -> torch.Tensor:
+    """Fresh SGLD chains for many starting points, in batches; CPU result."""
+    device = next(model.parameters()).device
+    out = [sgld(model, x0[i:i + batch_size].to(device), steps, step_size, noise, g, clamp, autocast).cpu()
+           for i in range(0, len(x0), batch_size)]
+    return torch.cat(out)
+
+def load_buffer(run_dir) -> torch.Tensor:
+    """The replay buffer of a JEM run directory: replay_buffer.safetensors (finished run) or the
+    one inside last.pt (a run that diverged or was stopped)."""
+    run_dir = Path(run_dir)
+    if (run_dir / RunDir.BUFFER).is_file():
+        return safe_load(run_dir / RunDir.BUFFER)["images"]
+    if (run_dir / RunDir.STATE).is_file():
+        state = safe_load(run_dir / RunDir.STATE)
+        if isinstance(state.get("buffer"), dict):
+            return state["buffer"]["images"]
+    raise DualatError(f"{run_dir} holds no replay buffer (replay_buffer.safetensors or last.pt of a JEM run); "
+                      "use --sampler sgld for fresh chains")
+
+def sampler_chunks(sampler: str, model, cfg, run_dir, train_set, n: int, steps: int, step_size: float, seed: int,
+                   seen: list, show_progress: bool = False, batch_size: int = 500):
+    """(n actually drawn, iterator of (offset, labels, starts, samples) chunks) for JEM's samplers:
+    'buffer' (random images of the final replay buffer; n capped at its size) or 'sgld' (fresh
+    chains). Labels are the model's predictions; each chunk's labels are also appended to `seen`."""
+    j = cfg.jem
+    init = initial_distribution(cfg, train_set, tuple(train_set.shape))
+    g = torch.Generator().manual_seed(seed)
+    images = load_buffer(run_dir) if sampler == "buffer" else None
+    if images is not None:
+        n = min(n, len(images))
+        images = images[torch.randperm(len(images), generator=g)[:n]]
+    device = next(model.parameters()).device
+
+    def chunks():
+        bar = progress(n, 0, f"sampling ({sampler})", show_progress)
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            x0 = init.sample(m, g)
+            if images is not None:
+                x = images[start:start + m].float()
+            else:
+                x = sgld(model, x0.to(device), steps, step_size, j.sgld_noise, g, j.clamp).cpu()
+            y = predictions(model, x, device)
+            seen.append(y)
+            bar.update(m)
+            yield start, y, x0, x
+        bar.close()
+    return n, chunks()
+
+
+__all__ = ["sgld", "energy_grad", "InitialDistribution", "ReplayBuffer", "initial_distribution", "predictions",
+           "sgld_batches", "load_buffer", "sampler_chunks"]

@@ -1,5 +1,6 @@
-"""The study's HTML page: results table, sample grids per method, counterfactual panels,
-training curves, the reliability diagram and the ablations (built by `study()`)."""
+"""The study's HTML page and results.md: results table, sample grids per method, counterfactual
+panels, training curves, the reliability diagram and the ablations. Renders only what `study()`
+computed and wrote (it computes nothing)."""
 from __future__ import annotations
 
 import html
@@ -7,27 +8,26 @@ import math
 import re
 from pathlib import Path
 
-from .explain import explain_to_dir
 from .report import Page, run_sections
-from .study import COLUMNS, _cell
+from .rundir import RunDir
 
 
-def study_report(out: Path, results: dict, show_progress: bool = False) -> Path:
+def study_report(out: Path, results: dict, view: dict | None = None) -> Path:
+    """report.html from the study's results and table view (study.table_view; None: no table)."""
     out = Path(out)
-    n = results["seeds"]
+    view = view or {"columns": [], "cells": {}, "rows": []}
     page = Page(out / "report.html", f"dualat study: {results['config']['name']}")
     md = (out / "results.md").read_text() if (out / "results.md").is_file() else ""
     intro = md.split("| model |")[0].split("\n", 2)[-1].strip()
     for para in intro.split("\n\n"):  # results.md's protocol paragraphs, `code` as <code>
         page.add("<p class='note'>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(para)) + "</p>")
-    rows = ["<table><tr><th>model</th>" + "".join(f"<th>{html.escape(c[1])}</th>" for c in COLUMNS) + "</tr>"]
-    for name, cols in results["table"].items():
-        rows.append(f"<tr><td>{html.escape(name)}</td>"
-                    + "".join(f"<td>{_cell(*cols[k], scale, fmt, n)}</td>" for k, _, scale, fmt in COLUMNS) + "</tr>")
+    rows = ["<table><tr><th>model</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in view["columns"]) + "</tr>"]
+    for name, cells in view["cells"].items():
+        rows.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     page.add("<h2>Results</h2>" + "".join(rows) + "</table>")
     # samples of every method, seed 0, the study's own evaluation
     figs = []
-    for name, folder, checkpoint, sampler in _rows():
+    for name, folder, checkpoint, sampler in view["rows"]:
         p = out / "seed0" / folder / f"eval-study-{checkpoint}-{sampler}" / "samples.png"
         if p.is_file():
             figs.append(page.image(p, f"{name}: samples (seed 0)", f"{folder}-{checkpoint}-{sampler}", width=360))
@@ -39,10 +39,6 @@ def study_report(out: Path, results: dict, show_progress: bool = False) -> Path:
     dat = out / "seed0" / "dat"
     for checkpoint in ("ema", "stage1"):
         target = dat / f"explain-study-{checkpoint}"
-        if not target.is_dir() and ((dat / "model_ema.safetensors").is_file() or checkpoint == "stage1") \
-                and (dat / "stage1.pt").is_file():
-            explain_to_dir(dat, images="misclassified", n=2, checkpoint=checkpoint, out=target,
-                           show_progress=show_progress, command=["dualat study"])
         for p in sorted(target.glob("explain_*.png"))[:2]:
             figs.append(page.image(p, f"{'DAT' if checkpoint == 'ema' else 'stage 1'}: counterfactuals {p.stem}",
                                    f"explain-{checkpoint}"))
@@ -55,7 +51,7 @@ def study_report(out: Path, results: dict, show_progress: bool = False) -> Path:
         page.add("<h2>Calibration (DAT, seed 0)</h2><div class='figs'>"
                  + page.image(rel, "reliability diagram", "dat", 320) + "</div>")
     for folder, label in (("dat", "DAT, seed 0"), ("jem", "JEM, seed 0"), ("plain", "plain classifier, seed 0")):
-        if (out / "seed0" / folder / "config.yaml").is_file():
+        if (out / "seed0" / folder / RunDir.CONFIG).is_file():
             run_sections(page, out / "seed0" / folder, label, folder, curves_only=True)
     if results.get("ablations"):
         head = ["variant", "overrides", "clean acc", "PGD-20 L2", "FD", "precision", "recall", "final T"]
@@ -89,6 +85,58 @@ def _f(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
 
 
-def _rows():
-    from .study import ROWS
-    return ROWS
+def cell(mean: float, std: float, scale: float, fmt: str, n: int) -> str:
+    if math.isnan(mean):
+        return "-"
+    text = fmt.format(mean * scale)
+    return text + (" ± " + fmt.format(std * scale) if n > 1 else "")
+
+
+def results_markdown(results: dict, view: dict, config, overrides, out: Path) -> str:
+    """results.md: the protocol, the table (cells formatted by the study), divergences, provenance, ablations."""
+    s = results["settings"]
+    n = results["seeds"]
+    lines = [f"# Study: {results['config']['name']}", "",
+             f"Command: `dualat study {config} --seeds {n} --out {out}"
+             + "".join(" " + o for o in s.get("options", [])) + (" " + " ".join(overrides) if overrides else "") + "`",
+             "", f"Machine: {results['machine']}, PyTorch {results['torch']}, {results['threads']} torch thread(s) "
+             "in the process that wrote this table (each run's own threads are listed below). "
+             f"Mean ± standard deviation over {n} seed(s). Clean and PGD-20 accuracy on "
+             f"{'all' if s['n_test'] is None else s['n_test']} test images, AutoAttack (standard, L2, "
+             f"eps = the run's) on the first {s['n_autoattack']}; generative metrics of {s['n_samples']} samples "
+             f"against {s['n_ref']} test images in the evaluation network's features (FD is NOT an FID); "
+             f"PGD sampler: {s['sample_steps']} steps of {s['sample_step_size']:g} from held-out seeds; JEM: "
+             f"samples of the replay buffer, or fresh SGLD chains of {s['sgld_steps']} steps (the same weights: "
+             "the fresh-chain row repeats the buffer row's accuracies; the buffer row's sampling steps are the "
+             "SGLD steps of each training iteration, on chains that persist across iterations). Passes = forward/"
+             "backward image passes of training; wall time as measured (includes periodic evaluation; "
+             "on a shared machine it overstates the cost).", "",
+             "| model | " + " | ".join(view["columns"]) + " |", "|---|" + "---|" * len(view["columns"])]
+    for name, cells in view["cells"].items():
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    div = [(name, r["seed"], r["diverged_at"]) for name, rows in results["rows"].items() for r in rows if r["diverged"]]
+    lines += ["", "Divergences: " + ("; ".join(f"{a} seed {b} at iteration {c}" for a, b, c in div) if div else "none")]
+    if results.get("provenance"):
+        lines += ["", "Which code trained each run (from its log; a study adopts finished runs it finds in OUT):", ""]
+        lines += [f"- `{name}`: {text}" for name, text in results["provenance"].items()]
+    if results["ablations"]:
+        lines += ["", "## Ablations (DAT, seed 0, from the seed-0 stage-1 weights; PGD-20 L2, same sampler)", "",
+                  "| variant | overrides | clean acc | PGD-20 L2 | FD (evalnet) | precision | recall | final T | diverged |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        base = results["rows"]["DAT"][0]
+        lines.append(f"| DAT (reference) | preset | {_pct(base.get('clean_acc'))} | {_pct(base.get('pgd_L2_acc'))} | "
+                     f"{_num(base.get('fd'))} | {_num(base.get('precision'), 3)} | {_num(base.get('recall'), 3)} | - | - |")
+        for name, r in results["ablations"].items():
+            lines.append(f"| {name} | `{' '.join(r['overrides'])}` | {_pct(r['clean_acc'])} | {_pct(r['pgd_L2_acc'])} | "
+                         f"{_num(r['fd'])} | {_num(r['precision'], 3)} | {_num(r['recall'], 3)} | "
+                         f"{r['T_final'] if r['T_final'] is not None else '-'} | "
+                         f"{'at ' + str(r['diverged']['iteration']) if r['diverged'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}"
+
+
+def _num(v, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"

@@ -21,18 +21,28 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _alive(owner: dict) -> bool:
-    if owner.get("host") != socket.gethostname():
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process `pid` of this host still runs (the one check of claims and of temporary
+    checkpoint files): this process always; a pid that signals ProcessLookupError never; and,
+    given the start time it had (`_start_time`), only while that is still the same process."""
+    if pid == os.getpid():
         return True
-    pid = int(owner.get("pid", -1))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except (PermissionError, OverflowError, OSError):
         pass
-    started = _start_time(pid)
-    return started is None or owner.get("started") is None or started == owner["started"]
+    if started is None:
+        return True
+    now = _start_time(pid)
+    return now is None or now == started
+
+
+def _alive(owner: dict) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True
+    return process_alive(int(owner.get("pid", -1)), owner.get("started"))
 
 
 def _mtime(path: Path) -> float:

@@ -8,10 +8,11 @@
 """
 
 from . import transforms as augment
-from .datasets import DATASETS, dataset_info, load_dataset
+from .datasets import DATASETS, data_info, dataset_info, load_dataset, load_split
 from .folder import FolderImageSet
 from .imageset import ImageSet
-from .seeds import SEED_SOURCES, SeedSource, make_seed_source
+from .seeds import SEED_SOURCES, SeedSource
+from .seeds_extra import make_seed_source
 from .stream import BatchStream
 
 __all__ = ["ImageSet", "FolderImageSet", "load_dataset", "DATASETS", "BatchStream", "make_seed_source",

@@ -24,7 +24,7 @@ def _numpy_attr(module_tail: str, name: str):
     return None
 
 
-def _allowed_globals() -> dict[tuple[str, str], object]:
+def allowed_globals() -> dict[tuple[str, str], object]:
     """The only callables a CIFAR pickle needs: numpy array/dtype reconstruction and latin1 bytes."""
     table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
              ("_codecs", "encode"): codecs.encode}
@@ -44,7 +44,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def __init__(self, file, path: Path):
         super().__init__(file, encoding="bytes")
         self._path = path
-        self._allowed = _allowed_globals()
+        self._allowed = allowed_globals()
 
     def find_class(self, module: str, name: str):
         obj = self._allowed.get((module, name))

@@ -203,3 +203,20 @@ def dataset_info(name: str, image_size: int | None = None, channels: int | None 
     # imagefolder: the classes are the folder's sub-directories
     shape = (channels or 3, image_size, image_size) if image_size else None
     return dict(shape=shape, num_classes=num_classes, default_root=None)
+
+
+def load_split(data, split: str):
+    """The `split` of the dataset a DataConfig describes (its name, root, image_size, channels,
+    num_classes): the one place a DataConfig becomes load_dataset's arguments."""
+    return load_dataset(data.name, split, root=data.root, image_size=data.image_size, channels=data.channels,
+                        num_classes=data.num_classes)
+
+
+def data_info(data) -> dict:
+    """dict(shape (C, H, W) or (2,), num_classes) of a DataConfig's dataset: what dataset_info
+    knows in advance, else what its test split holds. The one owner of "the dataset's shape"."""
+    info = dataset_info(data.name, image_size=data.image_size, channels=data.channels, num_classes=data.num_classes)
+    if info["shape"] is None or info["num_classes"] is None:
+        test = load_split(data, "test")
+        info = {"shape": test.shape, "num_classes": test.num_classes}
+    return {"shape": tuple(info["shape"]), "num_classes": info["num_classes"]}

@@ -46,8 +46,8 @@ def load_image(path: str | Path, channels: int) -> torch.Tensor:
         raise
     except Exception as e:  # PIL raises many types for damaged files
         text = " ".join(str(e).split())[:200]  # one line, whatever the exception held
-        raise DualatError(f"cannot read image {path}: {type(e).__name__}: {text}. "
-                          f"Delete or replace the file") from None
+        raise DualatError(f"cannot read image {path}: {type(e).__name__}: {text}. Check that the path names "
+                          f"an image (PNG, JPEG, BMP, ...), or convert the file to PNG") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))

@@ -16,7 +16,7 @@ import torch
 from ..errors import DualatError
 from .folder import IMAGE_EXTENSIONS, list_images, load_image
 from .photos import TRAIN_FRACTION, CropSampler, Region, bundled_photos
-from .stream import _mix
+from .stream import mix_seeds
 
 # the last three live in seeds_extra.py; mix also takes a fraction, mix:F
 SEED_SOURCES = ["patches", "folder", "noise", "gaussian", "patches_jitter", "photos_more", "mix"]
@@ -25,12 +25,12 @@ FULL_COV_MAX_BYTES = 2 << 30  # all classes' Cholesky factors together, float32
 _REGIONS: dict[tuple[int, str], list[Region]] = {}
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
     if split not in ("train", "test"):
         raise DualatError(f"seed split must be 'train' or 'test', got {split!r}")
 
 
-def _image_shape(shape: tuple, kind: str) -> tuple[int, int, int]:
+def image_shape(shape: tuple, kind: str) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise DualatError(f"seed source {kind!r} crops images but the data are points of shape {tuple(shape)}; "
                           f"set data.seeds=noise (or gaussian)")
@@ -46,7 +46,7 @@ class SeedSource:
     kind = "base"
 
     def __init__(self, shape: tuple, split: str = "train"):
-        _check_split(split)
+        check_split(split)
         self.shape = tuple(int(s) for s in shape)
         self.split = split
 
@@ -68,7 +68,7 @@ class PatchSource(SeedSource):
     kind = "patches"
 
     def __init__(self, shape: tuple, split: str = "train", photos: list | None = None):
-        super().__init__(_image_shape(shape, self.kind), split)
+        super().__init__(image_shape(shape, self.kind), split)
         frac = (0.0, TRAIN_FRACTION) if split == "train" else (TRAIN_FRACTION, 1.0)
         if photos is None:
             key = (self.shape[0], split)
@@ -105,7 +105,7 @@ class FolderSource(SeedSource):
     kind = "folder"
 
     def __init__(self, shape: tuple, split: str = "train", folder: str | None = None):
-        super().__init__(_image_shape(shape, self.kind), split)
+        super().__init__(image_shape(shape, self.kind), split)
         if folder is None:
             raise DualatError("data.seeds=folder needs data.seed_folder=DIR, a folder of images")
         root = Path(folder)
@@ -147,7 +147,7 @@ class NoiseSource(SeedSource):
 
     def sample(self, n, y, generator):
         draw = int(torch.randint(0, 2**62, (1,), generator=generator))
-        g = torch.Generator().manual_seed(_mix(draw, self.seed, 1 if self.split == "train" else 2))
+        g = torch.Generator().manual_seed(mix_seeds(draw, self.seed, 1 if self.split == "train" else 2))
         return torch.rand(n, *self.shape, generator=g)
 
 
@@ -223,23 +223,3 @@ class GaussianSource(SeedSource):
             f = self.factors[c]
             out[m] = self.means[c] + (z[m] @ f.T if self.full else z[m] * f)
         return out.clamp_(0.0, 1.0).view(n, *self.shape)
-
-
-def make_seed_source(kind: str, shape: tuple, split: str = "train", train_set=None,
-                     folder: str | None = None, seed: int = 0) -> SeedSource:
-    """Build a seed source by name (SEED_SOURCES, or mix:F). `seed` only offsets the noise streams
-    (and mix's Gaussian stream); `train_set` is needed by gaussian and mix, `folder` by folder."""
-    _check_split(split)
-    if kind == "patches":
-        return PatchSource(shape, split)
-    if kind == "folder":
-        return FolderSource(shape, split, folder)
-    if kind == "noise":
-        return NoiseSource(shape, split, seed)
-    if kind == "gaussian":
-        return GaussianSource(shape, split, train_set)
-    from .seeds_extra import make_extra_source
-    extra = make_extra_source(kind, shape, split, train_set, seed)
-    if extra is not None:
-        return extra
-    raise DualatError(f"unknown seed source {kind!r}; set data.seeds to one of {', '.join(SEED_SOURCES)}")

@@ -25,8 +25,9 @@ import torch
 from ..errors import DualatError
 from .folder import load_image
 from .photos import TRAIN_FRACTION, CropSampler, Region, bundled_photos
-from .seeds import GaussianSource, PatchSource, SeedSource, _image_shape
-from .stream import _mix
+from .seeds import (SEED_SOURCES, FolderSource, GaussianSource, NoiseSource, PatchSource, SeedSource,
+                    check_split, image_shape)
+from .stream import mix_seeds
 
 EXTRA_SOURCES = ["patches_jitter", "photos_more", "mix"]
 MIX_DEFAULT = 0.5
@@ -59,7 +60,6 @@ def parse_seed_name(kind: str) -> tuple[str, float | None]:
 
 def check_seed_name(kind) -> str:
     """The name if it names a seed source (SEED_SOURCES, mix:F or folder:DIR), else one error line."""
-    from .seeds import SEED_SOURCES
     if isinstance(kind, str) and kind.startswith("folder:") and len(kind) > len("folder:"):
         return kind
     if parse_seed_name(kind)[0] not in SEED_SOURCES:
@@ -139,7 +139,7 @@ class MorePhotosSource(SeedSource):
     kind = "photos_more"
 
     def __init__(self, shape: tuple, split: str = "train", photos: list | None = None, small: list | None = None):
-        super().__init__(_image_shape(shape, self.kind), split)
+        super().__init__(image_shape(shape, self.kind), split)
         c = self.shape[0]
         frac = (0.0, TRAIN_FRACTION) if split == "train" else (TRAIN_FRACTION, 1.0)
         photos = photos if photos is not None else bundled_photos(c) + _extra_photos(c)
@@ -172,7 +172,7 @@ class MixSource(SeedSource):
 
     def __init__(self, shape: tuple, split: str = "train", train_set=None, fraction: float = MIX_DEFAULT,
                  seed: int = 0, photos: list | None = None):
-        super().__init__(_image_shape(shape, self.kind), split)
+        super().__init__(image_shape(shape, self.kind), split)
         self.fraction, self.seed = float(fraction), int(seed)
         self.patches = PatchSource(shape, split, photos)
         self.gaussian = GaussianSource(shape, split, train_set)
@@ -185,7 +185,7 @@ class MixSource(SeedSource):
         if k < n:
             out[~gauss] = self.patches.sample(n - k, None, generator)
         if k:
-            g = torch.Generator().manual_seed(_mix(draw, self.seed, 1 if self.split == "train" else 2))
+            g = torch.Generator().manual_seed(mix_seeds(draw, self.seed, 1 if self.split == "train" else 2))
             yk = None if y is None else torch.as_tensor(y, dtype=torch.int64).cpu()[gauss]
             out[gauss] = self.gaussian.sample(k, yk, g)
         return out
@@ -207,3 +207,22 @@ def make_extra_source(kind: str, shape: tuple, split: str, train_set=None, seed:
                               "but no training set was given (internal: pass train_set=)")
         return MixSource(shape, split, train_set, fraction, seed)
     return None
+
+
+def make_seed_source(kind: str, shape: tuple, split: str = "train", train_set=None,
+                     folder: str | None = None, seed: int = 0) -> SeedSource:
+    """Build a seed source by name (SEED_SOURCES, or mix:F). `seed` only offsets the noise streams
+    (and mix's Gaussian stream); `train_set` is needed by gaussian and mix, `folder` by folder."""
+    check_split(split)
+    if kind == "patches":
+        return PatchSource(shape, split)
+    if kind == "folder":
+        return FolderSource(shape, split, folder)
+    if kind == "noise":
+        return NoiseSource(shape, split, seed)
+    if kind == "gaussian":
+        return GaussianSource(shape, split, train_set)
+    extra = make_extra_source(kind, shape, split, train_set, seed)
+    if extra is not None:
+        return extra
+    raise DualatError(f"unknown seed source {kind!r}; set data.seeds to one of {', '.join(SEED_SOURCES)}")

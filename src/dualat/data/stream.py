@@ -9,7 +9,7 @@ from ..errors import DualatError
 _MASK63 = (1 << 63) - 1
 
 
-def _mix(*parts: int) -> int:
+def mix_seeds(*parts: int) -> int:
     """Combine ints into one 63-bit seed (splitmix64-style) so nearby (seed, epoch) pairs give
     unrelated permutations."""
     h = 0x9E3779B97F4A7C15
@@ -49,14 +49,14 @@ class BatchStream:
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.steps_per_epoch = n // (self.batch_size * self.world_size)
-        self.generator = torch.Generator().manual_seed(_mix(self.seed, 0x7A, self.rank))
+        self.generator = torch.Generator().manual_seed(mix_seeds(self.seed, 0x7A, self.rank))
         self.epoch = 0
         self.position = 0  # batches already taken in this epoch
         self._perm: torch.Tensor | None = None
 
     def _permutation(self) -> torch.Tensor:
         if self._perm is None:
-            g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+            g = torch.Generator().manual_seed(mix_seeds(self.seed, self.epoch))
             self._perm = torch.randperm(len(self.dataset), generator=g)
         return self._perm
 

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import DualatError
 from ..pgd import eval_mode, input_grad_only
-from ..train.log import progress
+from ..ui import progress
 
 VERSIONS = ("standard", "rand", "custom")
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")

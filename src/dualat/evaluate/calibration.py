@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from ..metrics import expected_calibration_error
 from ..pgd import eval_mode
-from ..train.log import progress
+from ..ui import progress
 
 
 @torch.no_grad()

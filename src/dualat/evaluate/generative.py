@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..metrics import frechet_distance, gaussian_stats
-from ..sample import balanced_labels, generate, generate_batches
+from ..metrics import frechet_distance, gaussian_stats, inception_score, prdc
+from ..sampler import balanced_labels, generate, generate_batches
+from ..ui import progress
 
 
 def reference_stats(features_fn, dataset, n: int | None = None, batch_size: int = 1000):
@@ -55,7 +56,6 @@ def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_siz
     """Yield (start, labels, seeds, samples) chunk by chunk; seeds come from one generator seeded
     `seed`, so the whole sequence is deterministic and memory stays bounded by one chunk.
     share = (rank, world_size): only this process's chunks (see sample.generate_batches)."""
-    from ..train.log import progress
     g = torch.Generator().manual_seed(seed)
     n = len(labels)
     total = sum(min(batch_size, n - s) for s in range(share[0] * batch_size, n, share[1] * batch_size))
@@ -115,7 +115,6 @@ def dataset_features(extractor, dataset, n: int | None = None, seed: int = 0, ch
                      show_progress: bool = False, desc: str = "real features"):
     """Extractor (features (n, D), probabilities (n, K)) of n images of `dataset` drawn without
     replacement with a fixed seed (all images, in order, when n is None or >= len)."""
-    from ..train.log import progress
     total = len(dataset)
     if n is None or n >= total:
         idx = torch.arange(total)
@@ -139,7 +138,6 @@ def generative_metrics(fake_feats, fake_probs, real_feats, ref_stats=None, k: in
     fake_feats (M, D), fake_probs (M, K) of generated images; real_feats (N, D) of real images;
     ref_stats (mu, sigma) for the FD (default: those of real_feats).
     """
-    from ..metrics import inception_score, prdc
     mu_r, sigma_r = ref_stats if ref_stats is not None else gaussian_stats(real_feats)
     mu, sigma = gaussian_stats(fake_feats)
     is_mean, is_std = inception_score(fake_probs, splits)

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checkpoint import extract_state_dict, safe_load
 from ..errors import DualatError
 
 
@@ -166,7 +167,6 @@ def load_fid_inception(path: str | Path | None, device="cpu") -> FIDInceptionV3:
                           "package on the registries ships and dualat never downloads: fetch "
                           "pt_inception-2015-12-05-6726825d.pth (pytorch-fid's release) on a machine with internet "
                           "and pass --inception-weights PATH (or use --extractor evalnet / squeezenet)")
-    from ..checkpoint import extract_state_dict, safe_load
     state = extract_state_dict(safe_load(path), prefer_ema=False)
     net = FIDInceptionV3()
     target = net.state_dict()

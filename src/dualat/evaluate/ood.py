@@ -13,10 +13,11 @@ from __future__ import annotations
 import torch
 
 from ..data import load_dataset, make_seed_source
+from ..energy import energy
 from ..errors import DualatError
 from ..metrics import auroc
 from ..pgd import L2Ball, eval_mode, pgd
-from ..train.log import progress
+from ..ui import progress
 
 SIBLINGS = {"fashion_mnist": "mnist", "mnist": "fashion_mnist", "cifar10": "cifar100", "cifar100": "cifar10"}
 SCORES = ("logsumexp", "max_softmax")
@@ -35,7 +36,7 @@ def ood_scores(model, x, batch_size: int = 500, n: int | None = None) -> dict[st
             stop = min(start + batch_size, total)
             xb = x.batch(torch.arange(start, stop))[0] if is_dataset else x[start:stop]
             logits = model(xb.to(device)).float()
-            lse.append(torch.logsumexp(logits, 1).cpu())
+            lse.append(-energy(logits).cpu())
             msp.append(torch.softmax(logits, 1).amax(1).cpu())
     return {"logsumexp": torch.cat(lse), "max_softmax": torch.cat(msp)}
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from ..config import parse_number
+from ..configparse import parse_number
 from ..errors import DualatError
 from ..pgd import eval_mode, make_threat, pgd
-from ..train.log import progress
+from ..ui import progress
 
 # Linf budgets commonly reported per data family (the run's own L2 budget is the L2 default)
 LINF_DEFAULTS = {"cifar10": 8 / 255, "cifar100": 8 / 255, "imagenet": 4 / 255, "imagefolder": 4 / 255}
@@ -27,10 +27,10 @@ def parse_eps(text) -> float:
 
 
 def default_eps(cfg) -> dict[str, float]:
-    """{'L2': ..., 'Linf': ...} for a run: its stage-2 attack budget for its own norm; for the
+    """{'L2': ..., 'Linf': ...} for a run: its threat model's budget (cfg.threat) for its own norm; for the
     other norm, CIFAR 0.5 / 8/255, ImageNet 3.0 / 4/255, MNIST-family and others Linf 0.1
     (L2 of a Linf-trained gray run: 1.0)."""
-    a, name = cfg.stage2.attack, cfg.data.name
+    a, name = cfg.threat, cfg.data.name
     out = {"L2": L2_DEFAULTS.get(name, 1.0), "Linf": LINF_DEFAULTS.get(name, LINF_DEFAULT_GRAY)}
     out[a.norm] = float(a.eps)
     return out

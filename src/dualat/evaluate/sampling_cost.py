@@ -21,16 +21,18 @@ from pathlib import Path
 
 import torch
 
-from ..data import load_dataset, make_seed_source
+from ..data import load_split, make_seed_source
 from ..data.seeds_extra import check_seed_name
 from ..errors import DualatError
 from ..loading import load_model
 from ..metrics import gaussian_stats
-from ..sample import balanced_labels
-from ..sgld import InitialDistribution
+from ..sample import seed_source
+from ..sampler import balanced_labels, default_step_size
+from ..sgld import InitialDistribution, initial_distribution, load_buffer
 from .cost import buffer_draw, measure_curve, parse_steps, pgd_draw, sgld_draw
 from .extractors import make_extractor
 from .generative import dataset_features
+from .plot import line_plot
 
 DAT_STEPS = (10, 20, 40, 80, 160)
 SGLD_STEPS = (20, 40, 80, 160, 320, 1000)
@@ -62,8 +64,7 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
     if cfg.method != "dat":
         raise DualatError(f"{dat_run} was trained with method={cfg.method}; give a DAT run as the first run")
     d = cfg.data
-    kw = dict(root=d.root, image_size=d.image_size, channels=d.channels, num_classes=d.num_classes)
-    train_set, test_set = load_dataset(d.name, "train", **kw), load_dataset(d.name, "test", **kw)
+    train_set, test_set = load_split(d, "train"), load_split(d, "test")
     shape, num_classes = tuple(test_set.shape), test_set.num_classes
     if len(shape) != 3:
         raise DualatError(f"{d.name} is not image data: sampling cost needs images")
@@ -77,9 +78,8 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
     if dat_seeds is None:
         seeds, seed_kind = make_seed_source(d.seeds, shape, "test", train_set, d.seed_folder, cfg.seed), d.seeds
     else:
-        from ..sample import _seed_source
-        seeds, seed_kind = _seed_source(check_seed_name(dat_seeds), cfg, shape), dat_seeds
-    step_size = 2 * cfg.stage2.step_size
+        seeds, seed_kind = seed_source(check_seed_name(dat_seeds), cfg, shape), dat_seeds
+    step_size = default_step_size(cfg)
     curves = []
 
     def add(name, method, sampler, start, mdl, draw, steps, weights):
@@ -103,7 +103,6 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
             raise DualatError(f"the DAT run is on {d.name}, the JEM run on {jcfg.data.name}: "
                               f"compare runs on one dataset")
         j = jcfg.jem
-        from ..train.jem import initial_distribution, load_buffer
         init = initial_distribution(jcfg, train_set, shape)
         start = "uniform noise" if j.buffer_init == "uniform" else "per-class Gaussian"
         add(f"JEM, fresh SGLD from {start}", "jem", "sgld", start, jm,
@@ -178,7 +177,6 @@ def markdown(result: dict) -> str:
 
 def write(result: dict, out) -> dict:
     """sampling_cost.json, sampling_cost.md and sampling_cost.png in the folder `out`."""
-    from .plot import line_plot
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampling_cost.json").write_text(json.dumps(result, indent=1))

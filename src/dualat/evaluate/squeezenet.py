@@ -27,7 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import atomic_save, safe_load
+from ..data.cifar import allowed_globals
 from ..errors import DualatError
+from .evalnet import cache_dir
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 INPUT_SIZE = 224
@@ -116,8 +118,7 @@ class _NumpyOnly(pickle.Unpickler):
     """Admits the globals a dict of numpy arrays needs, refuses every other one."""
 
     def find_class(self, module, name):
-        from ..data.cifar import _allowed_globals  # numpy array / dtype reconstruction only
-        obj = _allowed_globals().get((module, name))
+        obj = allowed_globals().get((module, name))
         if obj is None:
             raise DualatError(f"{ndf_weights_path()} asks to load {module}.{name}; a weights file never needs "
                               f"it (refused); reinstall ndf")
@@ -140,7 +141,6 @@ def convert_ndf_weights(path: Path | None = None) -> dict[str, torch.Tensor]:
 
 def load_squeezenet(device="cpu") -> SqueezeNet11:
     """SqueezeNet11 with ndf's ImageNet weights, in eval mode (converted once, then cached)."""
-    from ..train.evalnet import cache_dir
     cached = cache_dir() / "squeezenet" / "squeezenet1_1_ndf.safetensors"
     if not cached.is_file():
         atomic_save(convert_ndf_weights(), cached)

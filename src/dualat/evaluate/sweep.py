@@ -4,6 +4,7 @@ counts, against one reference computed once (evaluate/run.py's), as metrics.json
 from __future__ import annotations
 
 from ..errors import DualatError
+from ..sgld import initial_distribution
 from .cost import format_points, measure_curve, pgd_draw, sgld_draw
 
 
@@ -21,7 +22,6 @@ def generative_sweep(model, cfg, sampler: str, ext, real, ref, steps_list, seeds
     if sampler == "pgd":
         draw = pgd_draw(model, ext, seeds, labels, step_size, seed, dist)
     else:
-        from ..train.jem import initial_distribution
         init = initial_distribution(cfg, train_set, tuple(train_set.shape))
         draw = sgld_draw(model, ext, init, len(labels), step_size, cfg.jem.sgld_noise, cfg.jem.clamp, seed)
         dist = None  # every process ran the same chains itself

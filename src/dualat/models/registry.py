@@ -61,7 +61,7 @@ def get_model_spec(name: str) -> ModelSpec:
     return spec
 
 
-def _check_kwargs(spec: ModelSpec, kwargs: dict) -> None:
+def check_kwargs(spec: ModelSpec, kwargs: dict) -> None:
     """Turn a misspelt option into a DualatError instead of a TypeError deep in a builder."""
     params = inspect.signature(spec.builder).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -93,7 +93,7 @@ def create_model(name: str, num_classes: int, in_channels: int | None = None,
     """
     spec = get_model_spec(name)
     _check_int(num_classes, "num_classes", 1)
-    _check_kwargs(spec, kwargs)
+    check_kwargs(spec, kwargs)
     if spec.vector_input and in_channels is not None:
         _check_int(in_channels, "in_channels", 1)
         if kwargs.setdefault("in_features", in_channels) != in_channels:

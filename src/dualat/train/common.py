@@ -1,4 +1,4 @@
-"""Pieces every training loop shares: EMA, the step curriculum, optimisers, RNG state, divergence."""
+"""Pieces every training loop shares: EMA, the step curriculum, RNG state, divergence."""
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import torch
 
-from ..config import OptimConfig
 from ..errors import DualatError
+from ..optim import learning_rate, make_optimizer, set_lr  # noqa: F401  (the loops' imports)
 from ..precision import autocast_for, onednn_bf16, resolve as resolve_precision
 
 
@@ -94,27 +94,6 @@ class Curriculum:
     def load_state_dict(self, state: dict) -> None:
         self.T = int(state["T"])
         self.aucs = [float(a) for a in state["aucs"]]
-
-
-def make_optimizer(params, o: OptimConfig) -> torch.optim.Optimizer:
-    if o.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                               weight_decay=o.weight_decay)
-    return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-
-
-def learning_rate(o: OptimConfig, iteration: int, total: int) -> float:
-    """The rate of 0-based `iteration` of `total`: linear warm-up over o.warmup iterations, then
-    constant or cosine."""
-    scale = min(1.0, (iteration + 1) / o.warmup) if o.warmup > 0 else 1.0
-    if o.schedule == "constant" or total <= 1:
-        return o.lr * scale
-    return scale * 0.5 * o.lr * (1 + math.cos(math.pi * min(iteration, total) / total))
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr
 
 
 def resolve_device(name: str) -> torch.device:

@@ -6,13 +6,88 @@ import time
 
 from ..data import BatchStream
 from ..data.transforms import make_transform
+from ..distributed import sharded_accuracy
 from ..evaluate import clean_accuracy, pgd_accuracy
 from ..models import freeze_batchnorm
-from .common import (EMA, Curriculum, Diverged, check_finite, generator, isolated_rng, learning_rate, make_optimizer,
-                     parameters_finite, seed_everything, set_lr, set_rng_state)
-from ..distributed import sharded_accuracy
-from .log import Averager, progress
+from ..optim import make_optimizer
+from ..rundir import RunDir
+from ..sampler import default_step_size
+from .common import EMA, Curriculum, check_finite, generator, isolated_rng, seed_everything
+from .loop import Stage, resume, run_loop, scalars
 from .steps import dat_step
+
+
+class DAT(Stage):
+    """DAT's step and state: EMA, the step curriculum, real / adversarial streams, seed draws."""
+
+    stage, label, evaluates = 2, "stage 2 (DAT)", True
+    best = {"fd": (RunDir.BEST_FD, "min"), "robust_acc": (RunDir.BEST_ROBUST, "max")}
+
+    def __init__(self, run):
+        cfg, model, dist, s2 = run.cfg, run.model, run.dist, run.cfg.stage2
+        seed_everything(cfg.seed * 1000 + 10)
+        if s2.freeze_bn:
+            freeze_batchnorm(model)
+        model.train()
+        super().__init__(run, s2.iterations, s2.optim, make_optimizer(model.parameters(), s2.optim))
+        self.ema = EMA(model, s2.ema_decay)
+        self.cur = Curriculum(s2.t_init, s2.t_max, s2.auc_threshold, s2.auc_window or math.ceil(1000 / s2.batch_size))
+        shape, self.b = run.train_set.shape, dist.per_rank(s2.batch_size)
+        self.real = BatchStream(run.train_set, self.b, seed=cfg.seed * 1000 + 11,
+                                transform=make_transform(cfg.data.augment, shape), rank=dist.rank,
+                                world_size=dist.world_size)
+        self.adv = BatchStream(run.train_set, self.b, seed=cfg.seed * 1000 + 12,
+                               transform=make_transform(cfg.data.strong_augment, shape), rank=dist.rank,
+                               world_size=dist.world_size)
+        self.seed_tf = make_transform(cfg.data.augment, shape)
+        self.gens = {"seeds": generator(dist.rank_seed(cfg.seed * 1000 + 13)),
+                     "pgd": generator(dist.rank_seed(cfg.seed * 1000 + 14))}
+        self.probe, self.trainer, self.gather = None, None, None
+
+    def load(self, state: dict) -> None:
+        self.run.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.cur.load_state_dict(state["curriculum"])
+        self.real.load_state_dict(state["streams"]["real"])
+        self.adv.load_state_dict(state["streams"]["adv"])
+        for k, g in self.gens.items():
+            g.set_state(state["generators"][k])
+
+    def step(self, it: int) -> dict:
+        run, s2 = self.run, self.run.cfg.stage2
+        x_r, y_r = next(self.real)
+        x_a, y_a = next(self.adv)
+        seeds = run.seeds_train.sample(self.b, y_r, self.gens["seeds"])
+        if self.seed_tf is not None:
+            seeds = self.seed_tf(seeds, self.gens["seeds"])
+        x_r, y_r, x_a, y_a, seeds = run.to_device(x_r, y_r, x_a, y_a, seeds)
+        T = self.cur.T
+        m = run.dist.mean(dat_step(run.model, self.opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, self.gens["pgd"],
+                                   run.autocast, self.trainer, self.gather, threat=run.cfg.threat))
+        check_finite(2, it + 1, m, s2.loss_bound)
+        self.ema.update(run.model)
+        self.cur.update(m["auc"])
+        return {**m, "T": T}
+
+    def postfix(self, rec: dict) -> dict:
+        return {"bce": f"{rec['bce']:.3f}", "ce": f"{rec['ce']:.3f}", "auc": f"{rec['auc']:.2f}", "T": self.cur.T,
+                "adv_acc": f"{rec['adv_acc']:.2f}"}
+
+    def log_fields(self, done: int) -> dict:
+        return {"T_next": self.cur.T}
+
+    def eval_model(self):
+        return self.ema.model
+
+    def evaluate(self, done: int) -> dict:
+        return evaluate_stage2(self.run, self.ema.model, self.probe, self.cur.T, done)
+
+    def state(self) -> dict:
+        return {"model": self.run.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(),
+                "curriculum": self.cur.state_dict(), "best": dict(self.best_values), "last_eval": scalars(self.last_eval),
+                "streams": {"real": self.real.state_dict(), "adv": self.adv.state_dict()},
+                "generators": {k: g.get_state() for k, g in self.gens.items()}}
 
 
 def run_stage2(run, state: dict | None = None) -> dict:
@@ -21,92 +96,17 @@ def run_stage2(run, state: dict | None = None) -> dict:
     Under torchrun each process takes stage2.batch_size / world_size of the real, adversarial
     and seed batches, with its own seed-image and PGD generators; the AUC is computed over every
     process's scores, so all take the same curriculum decisions."""
-    cfg, model, dist = run.cfg, run.model, run.dist
-    s2 = cfg.stage2
-    seed_everything(cfg.seed * 1000 + 10)
-    if s2.freeze_bn:
-        freeze_batchnorm(model)
-    model.train()
-    opt = make_optimizer(model.parameters(), s2.optim)
-    ema = EMA(model, s2.ema_decay)
-    cur = Curriculum(s2.t_init, s2.t_max, s2.auc_threshold, s2.auc_window or math.ceil(1000 / s2.batch_size))
-    shape, b = run.train_set.shape, dist.per_rank(s2.batch_size)
-    real = BatchStream(run.train_set, b, seed=cfg.seed * 1000 + 11, transform=make_transform(cfg.data.augment, shape),
-                       rank=dist.rank, world_size=dist.world_size)
-    adv = BatchStream(run.train_set, b, seed=cfg.seed * 1000 + 12,
-                      transform=make_transform(cfg.data.strong_augment, shape), rank=dist.rank,
-                      world_size=dist.world_size)
-    seed_tf = make_transform(cfg.data.augment, shape)
-    gens = {"seeds": generator(dist.rank_seed(cfg.seed * 1000 + 13)),
-            "pgd": generator(dist.rank_seed(cfg.seed * 1000 + 14))}
-    best = {"fd": math.inf, "robust_acc": -1.0}
-    start, elapsed, last_eval = 0, 0.0, {}
-    if state is not None:
-        state = run.own_state(state)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        cur.load_state_dict(state["curriculum"])
-        real.load_state_dict(state["streams"]["real"])
-        adv.load_state_dict(state["streams"]["adv"])
-        for k, g in gens.items():
-            g.set_state(state["generators"][k])
-        best = {k: float(v) for k, v in state["best"].items()}
-        start, elapsed = state["iteration"], state["elapsed"]
-        last_eval = dict(state.get("last_eval", {}))
-        set_rng_state(state["rng"])
-    probe = None
-    if start < s2.iterations:
+    dat = DAT(run)
+    start, elapsed = resume(dat, state)
+    if start < dat.iterations:
         with isolated_rng():  # building the probe (it may train the evaluation network) moves no training RNG
-            probe = run.generation_probe()
-    avg, t0 = Averager(), time.time()
-    trainer, gather = run.trainer(), dist.gather if dist.enabled else None
-    bar = progress(s2.iterations, start, "stage 2 (DAT)", run.show_progress)
-    for it in range(start, s2.iterations):
-        lr = learning_rate(s2.optim, it, s2.iterations)
-        set_lr(opt, lr)
-        x_r, y_r = next(real)
-        x_a, y_a = next(adv)
-        seeds = run.seeds_train.sample(b, y_r, gens["seeds"])
-        if seed_tf is not None:
-            seeds = seed_tf(seeds, gens["seeds"])
-        x_r, y_r, x_a, y_a, seeds = run.to_device(x_r, y_r, x_a, y_a, seeds)
-        T = cur.T
-        m = dist.mean(dat_step(model, opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, gens["pgd"], run.autocast,
-                               trainer, gather))
-        check_finite(2, it + 1, m, s2.loss_bound)
-        ema.update(model)
-        cur.update(m["auc"])
-        avg.add({**m, "T": T})
-        bar.update(1)
-        done = it + 1
-        if done % cfg.log.every == 0 or done == s2.iterations:
-            rec = avg.pop()
-            bar.set_postfix(bce=f"{rec['bce']:.3f}", ce=f"{rec['ce']:.3f}", auc=f"{rec['auc']:.2f}", T=cur.T,
-                            adv_acc=f"{rec['adv_acc']:.2f}")
-            run.log.write({"stage": 2, "iteration": done, "lr": lr, "T_next": cur.T, **rec})
-        if done % cfg.eval.every == 0 or done == s2.iterations:
-            if not (parameters_finite(model) and parameters_finite(ema.model)):  # before any best_* is written
-                raise Diverged(2, done, {"parameters": float("nan")})
-            with isolated_rng():
-                last_eval = evaluate_stage2(run, ema.model, probe, cur.T, done)
-            if last_eval.get("fd", math.inf) < best["fd"]:
-                best["fd"] = last_eval["fd"]
-                _save_weights(run, "best_fid.pt", ema, done, last_eval)
-            if last_eval["robust_acc"] > best["robust_acc"]:
-                best["robust_acc"] = last_eval["robust_acc"]
-                _save_weights(run, "best_robust.pt", ema, done, last_eval)
-        if done % cfg.log.checkpoint_every == 0 or done == s2.iterations:
-            run.save_state({"stage": 2, "iteration": done, "elapsed": elapsed + time.time() - t0,
-                            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                            "curriculum": cur.state_dict(), "best": best, "last_eval": _plain(last_eval),
-                            "streams": {"real": real.state_dict(), "adv": adv.state_dict()},
-                            "generators": {k: g.get_state() for k, g in gens.items()}})
-    bar.close()
-    elapsed += time.time() - t0
-    if s2.iterations > 0:
-        run.write(ema.model.state_dict(), "model_ema.safetensors")
-    return {**last_eval, "T_final": cur.T, "wall_s": round(elapsed, 1),
+            dat.probe = run.generation_probe()
+    dat.trainer, dat.gather = run.trainer(), run.dist.gather if run.dist.enabled else None
+    elapsed = run_loop(dat, start, elapsed)
+    if dat.iterations > 0:
+        run.write(dat.ema.model.state_dict(), RunDir.EMA_WEIGHTS)
+    best = dat.best_values
+    return {**dat.last_eval, "T_final": dat.cur.T, "wall_s": round(elapsed, 1),
             "best_fd": best["fd"] if math.isfinite(best["fd"]) else None,
             "best_robust_acc": best["robust_acc"]}
 
@@ -118,14 +118,14 @@ def evaluate_stage2(run, ema_model, probe, T: int, iteration: int) -> dict:
     counts and features are gathered, so every process returns the same numbers."""
     cfg, dist = run.cfg, run.dist
     wall0, cpu0 = time.time(), time.process_time()
-    a = cfg.stage2.attack
+    a = cfg.threat
     steps = cfg.eval.sample_steps if cfg.eval.sample_steps is not None else max(T, 1)
-    step_size = cfg.eval.sample_step_size or 2 * cfg.stage2.step_size
+    step_size = cfg.eval.sample_step_size or default_step_size(cfg)
     ev = {"stage": 2, "iteration": iteration, "event": "eval",
           "clean_acc": sharded_accuracy(dist, clean_accuracy, ema_model, run.test_set, cfg.eval.n_test),
           "robust_acc": sharded_accuracy(dist, pgd_accuracy, ema_model, run.test_set, cfg.eval.n_test, a.norm, a.eps,
                                          cfg.eval.pgd_steps),
-          "attack": f"PGD-{cfg.eval.pgd_steps} {a.norm} eps={a.eps:g}", "T": T}
+          "attack": run.attack_text(), "T": T}
     if probe is not None:  # image data: Frechet distance in the evaluation network's features
         gen = probe(ema_model, steps, step_size, autocast=run.autocast, dist=dist if dist.enabled else None)
         ev.update({"fd": gen["fd"], "class_agreement": gen["class_agreement"], "sample_steps": steps,
@@ -139,12 +139,3 @@ def evaluate_stage2(run, ema_model, probe, T: int, iteration: int) -> dict:
     gen_text = f", FD {ev['fd']:.2f}, agreement {ev['class_agreement']:.2f}" if "fd" in ev else ""
     run.say(f"eval @ {iteration}: clean {ev['clean_acc']:.3f}, robust {ev['robust_acc']:.3f}{gen_text}, T {T}")
     return ev
-
-
-def _plain(ev: dict) -> dict:
-    """The numbers and names of an evaluation (what a weights-only checkpoint can hold)."""
-    return {k: v for k, v in ev.items() if isinstance(v, (int, float, str))}
-
-
-def _save_weights(run, name: str, ema, iteration: int, ev: dict) -> None:
-    run.write({"model": ema.model.state_dict(), "stage": 2, "iteration": iteration, "eval": _plain(ev)}, name)

@@ -1,4 +1,4 @@
-"""The run's plain metrics log (JSONL, always), optional TensorBoard, and the progress bar."""
+"""The run's plain metrics log (JSONL, always), optional TensorBoard, and the averages it records."""
 from __future__ import annotations
 
 import json
@@ -6,14 +6,15 @@ import math
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from ..rundir import RunDir
+from ..ui import read_log  # noqa: F401  (the log's reader, here too for old imports)
 
 
 class MetricLog:
     """Append-only JSONL log; each line is one record with `stage`, `iteration` and values."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = False):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / RunDir.METRICS
         _drop_torn_line(self.path)
         self.writer = None
         if tensorboard:
@@ -68,13 +69,6 @@ def _clean(record: dict) -> dict:
     return out
 
 
-def read_log(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 class Averager:
     """Mean of each value over the iterations since the last `pop()`."""
 
@@ -90,20 +84,3 @@ class Averager:
         out = {k: v / max(self.count, 1) for k, v in self.sums.items()}
         self.sums, self.count = {}, 0
         return out
-
-
-def code_versions(records: list[dict]) -> list[str | None]:
-    """The distinct code versions ("dualat V at COMMIT") a log's start/resume events name, in order;
-    None for events written before logs recorded their code."""
-    out: list[str | None] = []
-    for r in records:
-        if r.get("event") in ("start", "resume"):
-            v = f"dualat {r['dualat']}" + (f" at {r['commit']}" if r.get("commit") else "") if r.get("dualat") else None
-            if v not in out:
-                out.append(v)
-    return out
-
-
-def progress(total: int, initial: int, desc: str, enabled: bool):
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
-                mininterval=1.0, leave=True)

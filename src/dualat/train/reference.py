@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..config import Stage2Config
+from ..config import AttackConfig, Stage2Config
+from ..energy import energy
 from ..metrics import auroc
 from ..pgd import eval_mode
 from .common import maybe
@@ -29,24 +30,24 @@ from .steps import adversarial_examples, contrastive_samples
 def _score(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
     """The sampler's objective per sample: logsumexp (unconditional) or f_y."""
     if objective == "logsumexp":
-        return torch.logsumexp(logits, dim=1)
+        return -energy(logits)
     return logits.gather(1, y.view(-1, 1)).squeeze(1)
 
 
 def reference_dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None,
-                       autocast=None) -> dict:
+                       autocast=None, *, threat: AttackConfig) -> dict:
     """Same arguments and returned floats as `train.steps.dat_step`."""
     x_real, y_real = real
     x_at, y_at = at_batch
     x_con = contrastive_samples(model, seeds, y_real, T, s2.step_size, s2.objective, autocast)
-    x_adv = adversarial_examples(model, x_at, y_at, s2.attack, generator, autocast)
+    x_adv = adversarial_examples(model, x_at, y_at, threat, generator, autocast)
     model.train()
     with maybe(autocast):
         logits_real = model(x_real).float()
         logits_con = model(x_con).float()
         logits_adv = model(x_adv).float()
-    s_real = torch.logsumexp(logits_real, dim=1)
-    s_con = torch.logsumexp(logits_con, dim=1)
+    s_real = -energy(logits_real)
+    s_con = -energy(logits_con)
     bce = F.binary_cross_entropy_with_logits(torch.cat([s_real, s_con]),
                                              torch.cat([torch.ones_like(s_real), torch.zeros_like(s_con)]))
     ce = F.cross_entropy(logits_adv, y_at)

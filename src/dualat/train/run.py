@@ -4,51 +4,34 @@ from __future__ import annotations
 import datetime
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
+from .. import distributed
 from ..checkpoint import atomic_save, atomic_write_text, extract_state_dict, safe_load
-from ..config import Config, from_dict, load_config, save_config, to_dict, parse_override
-from ..data import load_dataset, make_seed_source
+from ..config import Config, apply_overrides, from_dict, load_config, save_config, to_dict
+from ..data import load_split, make_seed_source
 from ..errors import DualatError
 from ..evaluate import GenerationProbe, reference_stats
+from ..evaluate.evalnet import load_evalnet
+from ..evaluate.extractors import ClassifierExtractor
 from ..images import class_grid, save_png
 from ..models import create_model
 from ..precision import BF16, FLOAT32
-from .. import distributed
+from ..rundir import RunDir
 from ..speed import compile_model, keep_large_buffers
+from ..version import code_version
 from .common import Diverged, autocast_factory, parameters_finite, resolve_device, rng_state, seed_everything
 from .dat import run_stage2
 from .jem import run_jem
-from .evalnet import Features, load_evalnet
 from .log import MetricLog, NullLog
+from .loop import record_divergence
 from .stage1 import run_stage1
 
 PER_RANK = ("streams", "generators", "rng")  # checkpoint entries each process has its own of
-
-
-def code_version() -> dict:
-    """dualat's version, and the git commit of its source tree when it runs from a checkout (a
-    modified tree is marked "+dirty"): so every log says which code produced it."""
-    from .. import __version__
-    out = {"dualat": __version__}
-    src = Path(__file__).resolve().parents[1]
-    if "site-packages" in src.parts or "dist-packages" in src.parts:  # installed, not a checkout
-        return out
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=src, capture_output=True,
-                                text=True, timeout=5)
-        if commit.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "."], cwd=src,
-                                   capture_output=True, text=True, timeout=5)
-            out["commit"] = commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 class Run:
@@ -65,9 +48,7 @@ class Run:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         d = cfg.data
-        kw = dict(root=d.root, image_size=d.image_size, channels=d.channels, num_classes=d.num_classes)
-        self.train_set = load_dataset(d.name, "train", **kw)
-        self.test_set = load_dataset(d.name, "test", **kw)
+        self.train_set, self.test_set = load_split(d, "train"), load_split(d, "test")
         shape = tuple(self.train_set.shape)
         if tuple(self.test_set.shape) != shape:
             raise DualatError(f"the {d.name} train split has inputs of shape {shape} but the test split "
@@ -118,6 +99,11 @@ class Run:
             out.append(t)
         return out
 
+    def attack_text(self) -> str:
+        """How the periodic evaluations attack: 'PGD-10 L2 eps=0.5' (the run's threat model)."""
+        a = self.cfg.threat
+        return f"PGD-{self.cfg.eval.pgd_steps} {a.norm} eps={a.eps:g}"
+
     def say(self, text: str) -> None:
         if self.show_progress:
             print(text, flush=True)
@@ -140,7 +126,7 @@ class Run:
             state["world_size"] = self.dist.world_size
             self._check_lockstep(state)
         state["config"] = to_dict(self.cfg)
-        self.write(state, "last.pt")
+        self.write(state, RunDir.STATE)
 
     def _check_lockstep(self, state: dict) -> None:
         """Log (rank 0) when processes no longer hold the same parameters or T; never expected."""
@@ -170,7 +156,7 @@ class Run:
         net = load_evalnet(self.cfg.data, e.evalnet, e.evalnet_iterations, self.show_progress).to(self.device)
         if self.dist.is_main:
             self.dist.barrier()
-        feats = Features(net)
+        feats = ClassifierExtractor(net).features_and_predictions
         ref = reference_stats(feats, self.test_set)
         return GenerationProbe(feats, ref, self.seeds_test, self.train_set.num_classes, e.n_samples,
                                seed=self.cfg.seed + 99)
@@ -194,19 +180,10 @@ def train(config: str | Path | Config | None = None, overrides=(), out: str | Pa
     dist = distributed.from_env()  # torchrun's processes; a single process when launched plainly
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
+        if not (run_dir / RunDir.CONFIG).is_file():
             raise DualatError(f"cannot resume {run_dir}: no config.yaml there; give the run directory that `dualat train` wrote")
-        snapshot = _read_snapshot(run_dir / "config.yaml")
-        for text in overrides:
-            keys, value = parse_override(text)
-            node = snapshot
-            for k in keys[:-1]:
-                if not isinstance(node.get(k), dict):
-                    node[k] = {}
-                node = node[k]
-            node[keys[-1]] = value
-        cfg = from_dict(snapshot)
-        state = _read_state(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else None
+        cfg = from_dict(apply_overrides(_read_snapshot(run_dir / RunDir.CONFIG), overrides))
+        state = _read_state(run_dir / RunDir.STATE) if (run_dir / RunDir.STATE).is_file() else None
         saved = state.get("world_size", 1) if state is not None else dist.world_size
         if saved != dist.world_size:
             raise DualatError(f"cannot resume {run_dir}: its last.pt was written by {saved} process(es), this launch "
@@ -226,7 +203,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     if fresh:
         run_dir = dist.broadcast(run_dir)  # the timestamped default differs between processes
         problem = None
-        if dist.is_main and ((run_dir / "config.yaml").exists() or (run_dir / "last.pt").exists()):
+        if dist.is_main and RunDir(run_dir).holds_run():
             problem = (f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
                        "or choose another --out")
         problem = dist.broadcast(problem)  # decided before rank 0 writes anything there
@@ -241,7 +218,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     if dist.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
+            save_config(cfg, run_dir / RunDir.CONFIG)
         except OSError as exc:
             raise DualatError(f"cannot write the run directory {run_dir} ({exc.strerror or exc}); "
                               "choose a writable --out") from None
@@ -254,19 +231,15 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     try:
         summary = _run_stages(run, state)
     except Diverged as exc:
-        info = {"stage": exc.stage, "iteration": exc.iteration,
-                "values": {k: str(v) for k, v in exc.values.items()}}
-        run.log.write({"event": "diverged", **info})
-        if dist.is_main:
-            atomic_write_text(run_dir / "diverged.json", json.dumps(info, indent=1))
-        kept = "last.pt" if (run_dir / "last.pt").exists() else "no checkpoint yet"
+        info = record_divergence(run, exc)
+        kept = info["last_good_checkpoint"] or "no checkpoint yet"
         raise DualatError(f"{exc}; the last good checkpoint ({run_dir / kept}) was kept. Lower the learning rate "
                           f"(e.g. stage{exc.stage}.optim.lr=...) and continue with --resume {run_dir}") from None
     finally:
         run.log.close()
     summary["wall_s_this_session"] = round(time.time() - t0, 1)
     if dist.is_main:
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+        atomic_write_text(run_dir / RunDir.SUMMARY, json.dumps(summary, indent=1))
     run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)},
                    "cpu_s": round(time.process_time(), 3)})
     return run_dir
@@ -296,7 +269,7 @@ def _run_stages(run: Run, state: dict | None) -> dict:
     if run.cfg.method == "jem":
         summary["jem"] = run_jem(run, state)
         return summary
-    stage1_file = run.dir / "stage1.pt"
+    stage1_file = run.dir / RunDir.STAGE1
     if state is None or state["stage"] == 1:
         finished = state is not None and state["iteration"] >= run.cfg.stage1.iterations and stage1_file.is_file()
         if finished:

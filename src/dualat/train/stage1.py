@@ -1,16 +1,56 @@
 """Stage 1: ordinary adversarial training with BatchNorm active (or weights loaded from a file)."""
 from __future__ import annotations
 
-import time
-
-from ..checkpoint import load_weights, safe_load, extract_state_dict
+from ..checkpoint import extract_state_dict, load_weights, safe_load
 from ..data import BatchStream
 from ..data.transforms import make_transform
-from ..evaluate import clean_accuracy, pgd_accuracy
-from .common import Diverged, check_finite, generator, learning_rate, set_rng_state, make_optimizer, set_lr
 from ..distributed import sharded_accuracy
-from .log import Averager, progress
+from ..evaluate import clean_accuracy, pgd_accuracy
+from ..optim import make_optimizer
+from ..rundir import RunDir
+from .common import Diverged, check_finite, generator
+from .loop import Stage, resume, run_loop
 from .steps import adversarial_step, plain_step
+
+
+class Stage1(Stage):
+    """Adversarial training (stage1.attack) or, for method=plain, clean cross-entropy."""
+
+    stage = 1
+
+    def __init__(self, run):
+        cfg, dist, s1 = run.cfg, run.dist, run.cfg.stage1
+        super().__init__(run, s1.iterations, s1.optim, make_optimizer(run.model.parameters(), s1.optim))
+        self.label = "plain classifier" if cfg.method == "plain" else "stage 1 (AT)"
+        self.stream = BatchStream(run.train_set, dist.per_rank(s1.batch_size), seed=cfg.seed * 1000 + 1,
+                                  transform=make_transform(cfg.data.strong_augment, run.train_set.shape),
+                                  rank=dist.rank, world_size=dist.world_size)
+        self.pgd_gen = generator(dist.rank_seed(cfg.seed * 1000 + 2))
+        self.trainer = None
+
+    def load(self, state: dict) -> None:
+        self.run.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.stream.load_state_dict(state["streams"]["train"])
+        self.pgd_gen.set_state(state["generators"]["pgd"])
+
+    def step(self, it: int) -> dict:
+        run, s1 = self.run, self.run.cfg.stage1
+        x, y = run.to_device(*next(self.stream))
+        if run.cfg.method == "plain":  # the study's non-robust baseline: same loop, clean cross-entropy
+            m = run.dist.mean(plain_step(run.model, self.opt, x, y, run.autocast, self.trainer))
+        else:
+            m = run.dist.mean(adversarial_step(run.model, self.opt, x, y, s1.attack, self.pgd_gen, run.autocast,
+                                               self.trainer))
+        check_finite(1, it + 1, m, s1.loss_bound)
+        return m
+
+    def postfix(self, rec: dict) -> dict:
+        return {"loss": f"{rec['loss']:.3f}", "acc": f"{rec.get('adv_acc', rec.get('acc', 0.0)):.2f}"}
+
+    def state(self) -> dict:
+        return {"model": self.run.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "streams": {"train": self.stream.state_dict()}, "generators": {"pgd": self.pgd_gen.get_state()}}
 
 
 def run_stage1(run, state: dict | None = None) -> dict:
@@ -28,56 +68,20 @@ def run_stage1(run, state: dict | None = None) -> dict:
         run.say(f"stage 1: loaded {report['loaded']} tensors from {s1.init} "
                 f"({len(report['missing'])} missing, {len(report['unexpected'])} unexpected)"
                 + (f"; renamed prefixes {renamed}" if renamed else ""))
-    opt = make_optimizer(model.parameters(), s1.optim)
-    stream = BatchStream(run.train_set, dist.per_rank(s1.batch_size), seed=cfg.seed * 1000 + 1,
-                         transform=make_transform(cfg.data.strong_augment, run.train_set.shape),
-                         rank=dist.rank, world_size=dist.world_size)
-    pgd_gen = generator(dist.rank_seed(cfg.seed * 1000 + 2))
-    start, elapsed = 0, 0.0
-    if state is not None:
-        state = run.own_state(state)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        stream.load_state_dict(state["streams"]["train"])
-        pgd_gen.set_state(state["generators"]["pgd"])
-        start, elapsed = state["iteration"], state["elapsed"]
-        set_rng_state(state["rng"])
-    avg, t0 = Averager(), time.time()
-    label = "plain classifier" if cfg.method == "plain" else "stage 1 (AT)"
-    bar = progress(s1.iterations, start, label, run.show_progress)
-    trainer = run.trainer()
+    stage = Stage1(run)
+    start, elapsed = resume(stage, state)
+    stage.trainer = run.trainer()
     model.train()
-    for it in range(start, s1.iterations):
-        lr = learning_rate(s1.optim, it, s1.iterations)
-        set_lr(opt, lr)
-        x, y = run.to_device(*next(stream))
-        if cfg.method == "plain":  # the study's non-robust baseline: same loop, clean cross-entropy
-            m = dist.mean(plain_step(model, opt, x, y, run.autocast, trainer))
-        else:
-            m = dist.mean(adversarial_step(model, opt, x, y, s1.attack, pgd_gen, run.autocast, trainer))
-        check_finite(1, it + 1, m, cfg.stage2.loss_bound)
-        avg.add(m)
-        bar.update(1)
-        done = it + 1
-        if done % cfg.log.every == 0 or done == s1.iterations:
-            rec = avg.pop()
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec.get('adv_acc', rec.get('acc', 0.0)):.2f}")
-            run.log.write({"stage": 1, "iteration": done, "lr": lr, **rec})
-        if done % cfg.log.checkpoint_every == 0 or done == s1.iterations:
-            run.save_state({"stage": 1, "iteration": done, "elapsed": elapsed + time.time() - t0,
-                            "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "streams": {"train": stream.state_dict()}, "generators": {"pgd": pgd_gen.get_state()}})
-    bar.close()
-    elapsed += time.time() - t0
+    elapsed = run_loop(stage, start, elapsed)
     dist.broadcast_buffers(model)  # one set of BatchNorm statistics: rank 0's
     ev = {"clean_acc": sharded_accuracy(dist, clean_accuracy, model, run.test_set, cfg.eval.n_test)}
-    a = cfg.stage2.attack
+    a = cfg.threat
     ev["robust_acc"] = sharded_accuracy(dist, pgd_accuracy, model, run.test_set, cfg.eval.n_test, a.norm, a.eps,
                                         cfg.eval.pgd_steps)
     ev.update({"stage": 1, "iteration": s1.iterations, "event": "stage1_eval", "wall_s": round(elapsed, 1),
-               "attack": f"PGD-{cfg.eval.pgd_steps} {a.norm} eps={a.eps:g}", "n_test": min(cfg.eval.n_test, len(run.test_set))})
+               "attack": run.attack_text(), "n_test": min(cfg.eval.n_test, len(run.test_set))})
     run.log.write(ev)
-    run.write({"model": model.state_dict(), "stage": 1, "iteration": s1.iterations, "eval": ev}, "stage1.pt")
+    run.write({"model": model.state_dict(), "stage": 1, "iteration": s1.iterations, "eval": ev}, RunDir.STAGE1)
     run.say(f"stage 1 done in {elapsed/60:.1f} min: clean {ev['clean_acc']:.3f}, {ev['attack']} {ev['robust_acc']:.3f}")
     return ev
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import AttackConfig, Stage2Config
+from ..energy import energy
 from ..metrics import auroc
 from ..models import is_batchnorm_frozen
 from ..pgd import Unbounded, eval_mode, make_threat, pgd
@@ -65,11 +66,12 @@ def plain_step(model, opt, x, y, autocast=None, trainer=None) -> dict:
 
 
 def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None, autocast=None,
-             trainer=None, gather=None) -> dict:
+             trainer=None, gather=None, *, threat: AttackConfig) -> dict:
     """One Dual Adversarial Training step (method.md section 2-3).
 
     real: (x (B,...), y (B,)) for the BCE; seeds: (B, ...) auxiliary images in [0, 1];
-    at_batch: (x, y) strongly augmented, for adversarial CE. Contrastive samples take the real
+    at_batch: (x, y) strongly augmented, for adversarial CE under `threat` (the run's threat
+    model, cfg.threat). Contrastive samples take the real
     batch's labels. Returns floats: loss, bce, ce, adv_acc, auc, e_real, e_contrastive.
     Under torchrun: trainer = the DistributedDataParallel wrapper of `model` for the training
     forward (PGD runs on `model`); gather(t (2, B)) -> (2, world x B) collects every process's
@@ -79,7 +81,7 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
     x_at, y_at = at_batch
     b = x_real.shape[0]
     x_con = contrastive_samples(model, seeds, y_real, T, s2.step_size, s2.objective, autocast)
-    x_adv = adversarial_examples(model, x_at, y_at, s2.attack, generator, autocast)
+    x_adv = adversarial_examples(model, x_at, y_at, threat, generator, autocast)
     model.train()
     net = trainer or forward_of(model)
     with maybe(autocast):
@@ -91,7 +93,7 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
             # active BN (ablation): keep the batches' statistics apart, as the authors' code does
             logits_gen = torch.cat([net(x_real), net(x_con)]).float()
             logits_adv = net(x_adv).float()
-    s = torch.logsumexp(logits_gen, dim=1)
+    s = -energy(logits_gen)
     target = torch.cat([torch.ones(b, device=s.device), torch.zeros(b, device=s.device)])
     bce = F.binary_cross_entropy_with_logits(s, target)
     ce = F.cross_entropy(logits_adv, y_at)

@@ -10,19 +10,18 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..checkpoint import atomic_save, extract_state_dict, load_weights, safe_load
 from ..config import DataConfig, OptimConfig
-from ..data import BatchStream, load_dataset
+from ..data import BatchStream, data_info, load_split
 from ..data.transforms import make_transform
 from ..errors import DualatError
-from ..evaluate.robust import clean_accuracy
 from ..models import create_model
-from .common import learning_rate, set_lr
-from .log import progress
+from ..optim import learning_rate, set_lr
+from ..ui import progress
+from .robust import clean_accuracy
 
 EVALNET_SEED = 1234
 
@@ -33,12 +32,7 @@ def cache_dir() -> Path:
 
 def default_evalnet_path(data: DataConfig) -> Path:
     """One cached network per dataset name, input shape and class count (e.g. fashion_mnist-1x28x28-k10)."""
-    from ..data import dataset_info
-    info = dataset_info(data.name, image_size=data.image_size, channels=data.channels, num_classes=data.num_classes)
-    if info["shape"] is None or info["num_classes"] is None:
-        test = load_dataset(data.name, "test", root=data.root, image_size=data.image_size, channels=data.channels,
-                            num_classes=data.num_classes)
-        info = {"shape": test.shape, "num_classes": test.num_classes}
+    info = data_info(data)
     shape = "x".join(str(s) for s in info["shape"])
     return cache_dir() / "evalnet" / f"{data.name}-{shape}-k{info['num_classes']}.safetensors"
 
@@ -52,10 +46,7 @@ def train_evalnet(data: DataConfig, out: str | Path | None = None, iterations: i
                   lr: float = 0.05, show_progress: bool = True) -> Path:
     """Train the plain classifier on `data`, save it to `out` (default: the cache), return the path."""
     out = Path(out) if out else default_evalnet_path(data)
-    train_set = load_dataset(data.name, "train", root=data.root, image_size=data.image_size,
-                             channels=data.channels, num_classes=data.num_classes)
-    test_set = load_dataset(data.name, "test", root=data.root, image_size=data.image_size,
-                            channels=data.channels, num_classes=data.num_classes)
+    train_set, test_set = load_split(data, "train"), load_split(data, "test")
     if len(train_set.shape) != 3:
         raise DualatError(f"an evaluation network needs image data; {data.name} has shape {train_set.shape}")
     torch.manual_seed(EVALNET_SEED)
@@ -92,8 +83,7 @@ def load_evalnet(data: DataConfig, path: str | Path | None = None, iterations: i
         if show_progress:
             print(f"training the evaluation network for {data.name} once (cached at {path})")
         train_evalnet(data, path, iterations=iterations, show_progress=show_progress)
-    test_set = load_dataset(data.name, "test", root=data.root, image_size=data.image_size,
-                            channels=data.channels, num_classes=data.num_classes)
+    test_set = load_split(data, "test")
     net = _build(data, test_set.shape, test_set.num_classes)
     try:
         load_weights(net, extract_state_dict(safe_load(path), prefer_ema=False), strict=True)
@@ -101,26 +91,3 @@ def load_evalnet(data: DataConfig, path: str | Path | None = None, iterations: i
         raise DualatError(f"evaluation network {path}: {exc}; give eval.evalnet=PATH of weights that "
                           "`dualat train-evalnet` wrote for this dataset") from None
     return net.eval()
-
-
-class Features:
-    """Penultimate features (the input of the last Linear layer) and logits of a classifier."""
-
-    def __init__(self, net: torch.nn.Module):
-        self.net = net.eval()
-        linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-        if not linears:
-            raise DualatError("the evaluation network has no final Linear layer to take features from")
-        self._store = {}
-        linears[-1].register_forward_hook(lambda m, inp, out: self._store.__setitem__("f", inp[0].detach()))
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
-        """x: (N, C, H, W) in [0,1] -> features (N, D) float64, predicted classes (N,)."""
-        feats, preds = [], []
-        device = next(self.net.parameters()).device
-        for start in range(0, x.shape[0], batch_size):
-            logits = self.net(x[start:start + batch_size].to(device))
-            feats.append(self._store["f"].flatten(1).double().cpu())
-            preds.append(logits.argmax(1).cpu())
-        return torch.cat(feats).numpy(), torch.cat(preds).numpy()
