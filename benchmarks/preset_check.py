@@ -50,11 +50,11 @@ def overrides(a) -> list[str]:
          f"stage2.t_init={a.t_init}", f"stage2.t_max={a.t_init}",
          # one evaluation, at the end, kept small: this measures training steps
          "eval.n_test=64", "eval.n_samples=64", "eval.pgd_steps=2", "eval.evalnet_iterations=20", "eval.sample_steps=1",
-         f"log.every={1 if a.quick else 10}", "log.checkpoint_every=100000", "log.progress=false"]
+         f"log.every={1 if a.quick else 10}", "log.checkpoint_every=100000"]
     if a.batch_size:
         o += [f"stage1.batch_size={a.batch_size}", f"stage2.batch_size={a.batch_size}"]
     if a.quick:
-        o += ["stage1.attack.steps=1", "stage2.attack.steps=1", "stage2.optim.lr=1.0e-3"]
+        o += ["stage1.attack.steps=1", "threat.steps=1", "stage2.optim.lr=1.0e-3"]
         if load_config(a.preset).model.name.startswith("wrn"):
             o += ["model.name=wide_resnet", "model.kwargs={depth: 10, widen: 1}"]
     return o
@@ -101,7 +101,7 @@ def main(argv=None) -> dict:
     result = {"preset": a.preset, "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "precision": start.get("precision"), "compile": a.compile, "model": cfg.model.name,
               "stage1_batch": cfg.stage1.batch_size, "stage2_batch": cfg.stage2.batch_size,
-              "stage1_attack_steps": cfg.stage1.attack.steps, "stage2_attack_steps": cfg.stage2.attack.steps,
+              "stage1_attack_steps": cfg.stage1.attack.steps, "threat_attack_steps": cfg.threat.steps,
               "stage1": stage_rate(records, 1, cfg.stage1.batch_size), "stage2": stage_rate(records, 2, cfg.stage2.batch_size),
               "peak_memory": peak_memory(device), "wall_s": round(wall, 1), "run_dir": str(out),
               "overrides": overrides(a)}
