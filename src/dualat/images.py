@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFont
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -46,3 +46,12 @@ def save_png(img: Image.Image, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
+
+
+def label_font(size: int):
+    """PIL's default font at `size` pixels (scalable with Pillow >= 10.1 and FreeType; the fixed
+    bitmap font on older Pillow), for the labels of the figures the library draws."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from .data import load_split
 from .energy import energy
 from .errors import DualatError
+from .images import label_font
 from .loading import load_model, run_method
 from .sample import open_for_sampling
 from .sampler import balanced_labels, generate_batches
@@ -116,11 +117,6 @@ def panel_numbers(model, train_x, train_y, e, samples, labels) -> dict:
     }
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
 
 
 def draw_panel(e, cls, train_x, train_y, paths, samples, labels, title: str, note: str, size: int) -> Image.Image:
@@ -147,8 +143,8 @@ def draw_panel(e, cls, train_x, train_y, paths, samples, labels, title: str, not
         d.ellipse([a - 4, b - 4, a + 4, b + 4], fill=CLASS_COLOURS[k % len(CLASS_COLOURS)], outline=(0, 0, 0))
     head = Image.new("RGB", (size, 44), (255, 255, 255))
     hd = ImageDraw.Draw(head)
-    hd.text((4, 3), title, fill=(0, 0, 0), font=_font(13))
-    hd.text((4, 24), note, fill=(60, 60, 60), font=_font(11))
+    hd.text((4, 3), title, fill=(0, 0, 0), font=label_font(13))
+    hd.text((4, 24), note, fill=(60, 60, 60), font=label_font(11))
     out = Image.new("RGB", (size, size + 44), (255, 255, 255))
     out.paste(head, (0, 0))
     out.paste(img, (0, 44))
@@ -158,7 +154,7 @@ def draw_panel(e, cls, train_x, train_y, paths, samples, labels, title: str, not
 def _legend(width: int, classes: list[str]) -> Image.Image:
     img = Image.new("RGB", (width, 40), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    f = _font(11)
+    f = label_font(11)
     img.paste(Image.fromarray(colormap(np.linspace(0, 1, 100))[None].repeat(10, 0)), (6, 4))
     d.text((112, 2), "energy -logsumexp f(x): low -> high, each panel on its own scale;  white lines: decision boundaries",
            fill=0, font=f)

@@ -6,18 +6,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from ..images import label_font
 
 COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
           (227, 119, 194), (23, 190, 207)]
 REF_COLOR = (110, 110, 110)
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
-    except TypeError:
-        return ImageFont.load_default()
 
 
 def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
@@ -62,7 +59,7 @@ def line_plot(series: list[dict], path, title: str = "", xlabel: str = "", ylabe
     legend_h = 22 * (len(series) + len(hlines)) + 12
     img = Image.new("RGB", (w, h + legend_h), "white")
     d = ImageDraw.Draw(img)
-    font, small = _font(15), _font(12)
+    font, small = label_font(15), label_font(12)
     pts = [[(float(x), float(y)) for x, y in zip(s["x"], s["y"])
             if math.isfinite(float(y)) and (float(x) > 0 or not logx) and (float(y) > 0 or not logy)]
            for s in series]
