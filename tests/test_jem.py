@@ -142,15 +142,20 @@ def test_eval_names_the_sampler(jem_run, tmp_path):
         evaluate(jem_run, sampler="langevin", **kw)
 
 
-def test_jem_divergence_is_recorded_and_stops_cleanly(tmp_path):
+def test_jem_divergence_follows_the_one_policy(tmp_path):
     out = tmp_path / "div"
     # an absurd learning rate with a tight bound: the losses pass the bound within a few steps
-    train("digits", TINY_JEM + ["jem.optim.lr=10", "jem.optim.warmup=0", "jem.loss_bound=20",
-                                "log.checkpoint_every=1"], out=out, show_progress=False)
+    with pytest.raises(DualatError, match=r"^JEM diverged at iteration \d+ .*jem\.optim\.lr=.*--resume") as err:
+        train("digits", TINY_JEM + ["jem.optim.lr=10", "jem.optim.warmup=0", "jem.loss_bound=20",
+                                    "log.checkpoint_every=1"], out=out, show_progress=False)
+    assert "\n" not in str(err.value)
     info = json.loads((out / "diverged.json").read_text())
     assert info["iteration"] >= 2 and info["last_good_checkpoint"] == "last.pt"
-    summary = json.loads((out / "summary.json").read_text())["jem"]
-    assert summary["diverged"]["iteration"] == info["iteration"]
+    whole = json.loads((out / "summary.json").read_text())
+    summary = whole["jem"]   # the work done still counts (the study's cost columns read it)
+    assert whole["diverged"] == summary["diverged"] == info
+    assert summary["iterations_done"] == info["iteration"] - 1
+    assert summary["passes"] == summary["iterations_done"] * summary["passes_per_iteration"]
     good = safe_load(out / "last.pt")
     assert good["iteration"] == info["iteration"] - 1
     assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())

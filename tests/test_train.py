@@ -180,7 +180,9 @@ def test_divergence_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
               show_progress=False)
     assert "--resume" in str(err.value)
     info = json.loads((out / "diverged.json").read_text())
-    assert info["stage"] == 2
+    assert info["stage"] == 2 and "stage2.optim.lr=" in str(err.value)
+    summary = json.loads((out / "summary.json").read_text())   # the one policy: recorded beside the work done
+    assert summary["diverged"] == info and summary["stage1"]["clean_acc"] >= 0 and "stage2" not in summary
     good = safe_load(out / "last.pt")
     assert good["stage"] == 1                          # the stage-1 checkpoint was not overwritten
     assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())

@@ -118,7 +118,7 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
     records = read_log(run_dir) if (run_dir / RunDir.METRICS).is_file() else []
     h = f"<h2>{html.escape(label or run_dir.name)}</h2>"
     method = summary.get("method", "dat")
-    div = (summary.get("jem") or {}).get("diverged") if isinstance(summary.get("jem"), dict) else None
+    div = summary.get("diverged")
     if div or (run_dir / RunDir.DIVERGED).is_file():
         info = div or json.loads((run_dir / RunDir.DIVERGED).read_text())
         h += f'<p><b>Diverged</b> at iteration {info.get("iteration")}: {html.escape(json.dumps(info.get("values")))}</p>'

@@ -16,12 +16,19 @@ from ..precision import autocast_for, onednn_bf16, resolve as resolve_precision
 
 
 class Diverged(Exception):
-    """A loss or parameter became non-finite or exceeded its bound."""
+    """A loss or parameter became non-finite or exceeded its bound. `summary`: what the stage had
+    done (set by a stage that reports its work even when it stops this way)."""
 
-    def __init__(self, stage: int, iteration: int, values: dict):
-        self.stage, self.iteration, self.values = stage, iteration, values
+    def __init__(self, stage: int | str, iteration: int, values: dict):
+        self.stage, self.iteration, self.values, self.summary = stage, iteration, values, None
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float))
-        super().__init__(f"stage {stage} diverged at iteration {iteration} ({shown})")
+        name = "JEM" if stage == "jem" else f"stage {stage}"
+        super().__init__(f"{name} diverged at iteration {iteration} ({shown})")
+
+    @property
+    def section(self) -> str:
+        """The config section of the diverging stage: 'stage1', 'stage2' or 'jem'."""
+        return "jem" if self.stage == "jem" else f"stage{self.stage}"
 
 
 def check_finite(stage: int, iteration: int, values: dict, bound: float) -> None:

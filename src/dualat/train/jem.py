@@ -2,9 +2,8 @@
 divergence with SGLD samples from a persistent replay buffer. `method=jem` trains it from scratch
 with the same models, data, logging, checkpoints and evaluation as DAT.
 
-Divergence is an outcome, not a crash (train/loop.py states the policy): when a loss or mean
-energy turns non-finite or passes jem.loss_bound, the run records it (diverged.json, the log,
-summary.json), keeps the last good checkpoint (last.pt) and stops cleanly.
+A divergence (a loss or mean energy non-finite or past jem.loss_bound) follows the one policy of
+train/loop.py, as for DAT; the summary it leaves still counts the iterations, passes and time spent.
 """
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from ..optim import make_optimizer
 from ..rundir import RunDir
 from ..sgld import InitialDistribution, ReplayBuffer, initial_distribution, predictions, sgld, sgld_batches
 from .common import Diverged, generator, isolated_rng, maybe, seed_everything
-from .loop import Stage, record_divergence, resume, run_loop, scalars
+from .loop import Stage, resume, run_loop, scalars
 
 
 def passes_per_iteration(j) -> int:
@@ -126,8 +125,8 @@ class JEM(Stage):
 
 
 def run_jem(run, state: dict | None = None) -> dict:
-    """Train (or resume) JEM on `run`; returns the summary of the last evaluation (and the
-    divergence, if one happened: see train/loop.py for the policy)."""
+    """Train (or resume) JEM on `run`; returns its summary. A divergence raises Diverged carrying
+    the summary of the work done (train/loop.py states the policy)."""
     if run.dist.enabled:
         raise DualatError("method=jem trains in one process (its replay buffer is not sharded); "
                           "launch it without torchrun")
@@ -137,25 +136,26 @@ def run_jem(run, state: dict | None = None) -> dict:
         with isolated_rng():  # building the probe (it may train the evaluation network) moves no training RNG
             jem.probe = run.generation_probe()
     jem.c0 = time.process_time()  # CPU seconds: a fairer cost than wall time on a shared machine
-    diverged, t0 = None, time.time()
+    t0 = time.time()
     try:
         elapsed = run_loop(jem, start, elapsed)
-    except Diverged as exc:
-        elapsed += time.time() - t0
-        diverged = record_divergence(run, exc)
-        run.say(f"JEM diverged at iteration {exc.iteration} ({', '.join(f'{k}={v}' for k, v in diverged['values'].items())}); "
-                f"stopped cleanly, the last good checkpoint ({diverged['last_good_checkpoint'] or 'none yet'}) was kept")
-    if diverged is None and jem.iterations > 0:
+    except Diverged as exc:  # a diverged step is never applied: iterations before it are done
+        exc.summary = _summary(jem, elapsed + time.time() - t0, exc.iteration - 1)
+        raise
+    if jem.iterations > 0:
         run.write(run.model.state_dict(), RunDir.WEIGHTS)
         run.write({"images": jem.buffer.images}, RunDir.BUFFER)
-    buffer, per_it = jem.buffer, jem.per_it
-    rate = buffer.restarts / max(buffer.draws, 1)
-    # a diverged step is never applied
-    completed = max(start, jem.iterations) if diverged is None else diverged["iteration"] - 1
-    return {**jem.last_eval, "method": "jem", "iterations_done": completed, "passes": completed * per_it,
-            "passes_per_iteration": per_it, "wall_s": round(elapsed, 1),
-            "cpu_s": round(jem.cpu_s(), 1), "diverged": diverged,
-            "buffer_restart_rate": round(rate, 4)}
+    return _summary(jem, elapsed, max(start, jem.iterations))
+
+
+def _summary(jem: JEM, elapsed: float, completed: int) -> dict:
+    """What a JEM run did: its last evaluation, iterations, passes, time, the buffer's restart rate
+    (`diverged` is filled in by the divergence record)."""
+    buffer = jem.buffer
+    return {**jem.last_eval, "method": "jem", "iterations_done": completed, "passes": completed * jem.per_it,
+            "passes_per_iteration": jem.per_it, "wall_s": round(elapsed, 1),
+            "cpu_s": round(jem.cpu_s(), 1), "diverged": None,
+            "buffer_restart_rate": round(buffer.restarts / max(buffer.draws, 1), 4)}
 
 
 def evaluate_jem(run, model, buffer: ReplayBuffer, init: InitialDistribution, probe, iteration: int) -> dict:

@@ -7,9 +7,9 @@ check that the weights are finite), best-of weights, checkpoints, and the one di
 Divergence policy (every method): when a loss or a weight turns non-finite or passes its stage's
 loss_bound, the diverging step is not applied; the run writes diverged.json (atomically: stage,
 iteration, values, last_good_checkpoint) and a `diverged` log event, keeps last.pt from the last
-good checkpoint and writes no final weights. A DAT / plain run then stops with an error that says
-how to continue; a JEM run (a baseline whose divergence is one of its results) ends normally with
-the divergence in summary.json.
+good checkpoint and writes no final weights; summary.json records the divergence beside what was
+done. Then `train` raises DualatError (the CLI: one line, exit status 1) naming the learning rate
+to lower and `--resume`. The study records such a run as diverged and goes on.
 """
 from __future__ import annotations
 

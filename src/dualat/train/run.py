@@ -228,21 +228,31 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
                    "torch": torch.__version__, "python": platform.python_version(), "device": str(run.device),
                    "amp": cfg.amp, "precision": run.precision, "cpu_s": round(time.process_time(), 3), "threads": torch.get_num_threads(), "world_size": dist.world_size, **code_version()})
     t0 = time.time()
+    summary = {"name": cfg.name, "run_dir": str(run_dir), "method": cfg.method, "amp": cfg.amp,
+               "precision": run.precision}
     try:
-        summary = _run_stages(run, state)
-    except Diverged as exc:
+        _run_stages(run, state, summary)
+    except Diverged as exc:  # the one policy (train/loop.py)
         info = record_divergence(run, exc)
+        if exc.summary is not None:
+            summary[exc.section] = {**exc.summary, "diverged": info}
+        _write_summary(run, summary, t0, diverged=info)
         kept = info["last_good_checkpoint"] or "no checkpoint yet"
         raise DualatError(f"{exc}; the last good checkpoint ({run_dir / kept}) was kept. Lower the learning rate "
-                          f"(e.g. stage{exc.stage}.optim.lr=...) and continue with --resume {run_dir}") from None
+                          f"(e.g. {exc.section}.optim.lr=...) and continue with --resume {run_dir}") from None
     finally:
         run.log.close()
-    summary["wall_s_this_session"] = round(time.time() - t0, 1)
-    if dist.is_main:
-        atomic_write_text(run_dir / RunDir.SUMMARY, json.dumps(summary, indent=1))
+    _write_summary(run, summary, t0)
     run.log.write({"event": "done", **{k: v for k, v in summary.items() if not isinstance(v, dict)},
                    "cpu_s": round(time.process_time(), 3)})
     return run_dir
+
+
+def _write_summary(run: Run, summary: dict, t0: float, diverged: dict | None = None) -> None:
+    """summary.json (atomic): what the run did; `diverged` is the divergence record or None."""
+    summary.update({"diverged": diverged, "wall_s_this_session": round(time.time() - t0, 1)})
+    if run.dist.is_main:
+        atomic_write_text(run.dir / RunDir.SUMMARY, json.dumps(summary, indent=1))
 
 
 def _read_snapshot(path: Path) -> dict:
@@ -263,12 +273,11 @@ def _read_state(path: Path) -> dict:
     return state
 
 
-def _run_stages(run: Run, state: dict | None) -> dict:
-    summary = {"name": run.cfg.name, "run_dir": str(run.dir), "method": run.cfg.method, "amp": run.cfg.amp,
-               "precision": run.precision}
+def _run_stages(run: Run, state: dict | None, summary: dict) -> None:
+    """Run the method's stages, adding each one's result to `summary` as it finishes."""
     if run.cfg.method == "jem":
         summary["jem"] = run_jem(run, state)
-        return summary
+        return
     stage1_file = run.dir / RunDir.STAGE1
     if state is None or state["stage"] == 1:
         finished = state is not None and state["iteration"] >= run.cfg.stage1.iterations and stage1_file.is_file()
@@ -281,6 +290,5 @@ def _run_stages(run: Run, state: dict | None) -> dict:
     else:
         summary["stage1"] = safe_load(stage1_file)["eval"] if stage1_file.is_file() else None
     if run.cfg.method == "plain":  # a plain classifier: stage 1's loop with clean cross-entropy, no stage 2
-        return summary
+        return
     summary["stage2"] = run_stage2(run, state)
-    return summary
