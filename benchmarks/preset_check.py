@@ -83,8 +83,8 @@ def peak_memory(device: torch.device) -> dict:
 
 def main(argv=None) -> dict:
     from dualat.config import load_config
-    from dualat.train import train
-    from dualat.train.log import read_log
+    from dualat.training import train
+    from dualat.training.log import read_log
     a = parse_args(argv)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():

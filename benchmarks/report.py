@@ -13,12 +13,12 @@ the raw numbers are in [{json_name}]({json_name}).
 
 HOW = """## How to read it
 
-- **Library step**: `dualat.train.steps.dat_step` as `dualat train` runs it: one fused training
+- **Library step**: `dualat.training.steps.dat_step` as `dualat train` runs it: one fused training
   forward over [real, contrastive, adversarial] (BatchNorm is frozen in stage 2, so samples are
   independent of their batch), the AUC from the logits the loss already computed, one host
   synchronisation per step, PGD with `requires_grad` on the inputs only, the preset's memory
   format, and the CPU allocator setting `dualat.speed.keep_large_buffers` (below).
-- **Straightforward step**: `dualat.train.reference.reference_dat_step`, the structure of the
+- **Straightforward step**: `dualat.training.reference.reference_dat_step`, the structure of the
   authors' released code: the same PGD engine calls and losses, but three separate training
   forwards, a separate no-grad forward for the AUC, an `.item()` per number, default memory
   format, fp32, no compile, in a process of its own that leaves glibc's allocator alone (as a

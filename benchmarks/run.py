@@ -1,7 +1,7 @@
 """`python -m benchmarks.run`: what one DAT iteration costs, against what the machine can do.
 
 For each model, in ONE process (docs/performance.md explains every number):
-  (a) the library's DAT step (train.steps.dat_step as `dualat train` runs it), T and the preset's K;
+  (a) the library's DAT step (training.steps.dat_step as `dualat train` runs it), T and the preset's K;
   (b) the straightforward step (train.reference), interleaved with (a): A B A B ...;
   (c) the limit: best input-gradient pass and training pass at batch B, the pass bound
       (T + K) x input-gradient pass + 3 x training pass (the real, contrastive and adversarial

@@ -21,9 +21,9 @@ from dualat.config import load_config
 from dualat.models import create_model, forward_flops, freeze_batchnorm
 from dualat.pgd import eval_mode, input_grad_only
 from dualat.sample import generate
-from dualat.train.common import autocast_factory, cpu_has_bf16, make_optimizer, maybe
-from dualat.train.reference import reference_dat_step
-from dualat.train.steps import attack_steps, dat_step
+from dualat.training.common import autocast_factory, cpu_has_bf16, make_optimizer, maybe
+from dualat.training.reference import reference_dat_step
+from dualat.training.steps import attack_steps, dat_step
 
 from .timing import count_flops
 
@@ -31,7 +31,7 @@ FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 
 def BF16_CPU():
-    """What `amp=true` gives on a CPU with native bf16 (train.common.autocast_factory)."""
+    """What `amp=true` gives on a CPU with native bf16 (training.common.autocast_factory)."""
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 

@@ -124,7 +124,7 @@ row("loss explodes (lr 1e6)", "`dualat train digits <tiny> stage2.optim.lr=1.0e+
     out + f"; last.pt kept at stage {kept['stage']} iteration {kept['iteration']}, all finite: "
     f"{all(bool(torch.isfinite(v).all()) for v in kept['model'].values() if v.is_floating_point())}")
 
-dat = importlib.import_module("dualat.train.dat")
+dat = importlib.import_module("dualat.training.dat")
 real_step, calls = dat.dat_step, []
 
 

@@ -20,7 +20,7 @@ import torch
 from dualat.checkpoint import safe_load
 from dualat.evaluate.run import evaluate
 from dualat.sample import sample
-from dualat.train import train
+from dualat.training import train
 
 REFERENCE = Path(__file__).parent / "data" / "behaviour_lock.json"
 RECORD = os.environ.get("DUALAT_RECORD_LOCK") == "1"

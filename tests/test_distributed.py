@@ -18,9 +18,9 @@ from dualat.evaluate import clean_accuracy, pgd_accuracy
 from dualat.evaluate.run import evaluate
 from dualat.loading import load_model
 from dualat.sample import sample_to_dir
-from dualat.train import train
+from dualat.training import train
 from dualat.distributed import parameter_digest
-from dualat.train.log import read_log
+from dualat.training.log import read_log
 
 # global batches of 64 (32 per process); short enough for three launches in well under a minute
 DDP_DIGITS = TINY_DIGITS + ["stage1.iterations=20", "stage2.iterations=12", "eval.every=6", "log.every=3",

@@ -6,7 +6,7 @@ import torch
 from dualat.config import load_config
 from dualat.errors import DualatError
 from dualat.models import create_model
-from dualat.train import steps
+from dualat.training import steps
 
 
 def test_fast_attack_is_off_by_default_and_validated():

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 import sys
 
-import dualat.train  # noqa: F401
-import dualat.train.run  # noqa: F401  (the module; `dualat.train.run` the attribute is a function)
+import dualat.training  # noqa: F401
+import dualat.training.run  # noqa: F401
 from dualat.checkpoint import safe_load
 from dualat.cli import build_parser, main
 from dualat.config import PRESET_DIR, Config, from_dict, load_config, to_dict
@@ -124,7 +124,7 @@ def test_fuzz_the_command_line(tmp_path, monkeypatch):
     """Random argv: exit code 0 (help) or 2 (one `dualat: error:` line), or a stand-in for the
     real work is reached; no other exception escapes `main`."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys.modules["dualat.train.run"], "Run", _would_start)          # training: after all checks
+    monkeypatch.setattr(sys.modules["dualat.training.run"], "Run", _would_start)          # training: after all checks
     monkeypatch.setattr(sys.modules["dualat.cli"], "train_evalnet", _would_start)  # the CLI imports it once
     outcomes = {}
 

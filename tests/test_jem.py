@@ -10,9 +10,9 @@ from dualat.config import load_config
 from dualat.errors import DualatError
 from dualat.evaluate.run import evaluate
 from dualat.sgld import InitialDistribution, ReplayBuffer, sgld
-from dualat.train import train
-from dualat.train.common import learning_rate
-from dualat.train.jem import jem_step, passes_per_iteration
+from dualat.training import train
+from dualat.training.common import learning_rate
+from dualat.training.jem import jem_step, passes_per_iteration
 
 TINY_JEM = ["method=jem", "jem.iterations=12", "jem.batch_size=16", "jem.buffer_size=64", "jem.sgld_steps=3",
             "jem.optim.warmup=2", "jem.optim.lr=1e-3", "eval.every=6", "eval.n_test=50", "eval.n_samples=30",

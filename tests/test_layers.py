@@ -14,7 +14,7 @@ LAYERS = {
     3: ["pgd", "sampler", "sgld"],
     4: ["loading", "sample_io", "sample", "explain_io", "explain", "landscape"],
     5: ["evaluate"],
-    6: ["train"],
+    6: ["training"],
     7: ["report", "study_report", "study_runs", "study"],
     8: ["cli_args", "cli"],
     9: ["__init__", "__main__"],
@@ -23,7 +23,7 @@ LAYER = {unit: n for n, units in LAYERS.items() for unit in units}
 
 
 def _unit(module: str) -> str:
-    """'dualat.train.dat' -> 'train'; 'dualat' -> '__init__'."""
+    """'dualat.training.dat' -> 'training'; 'dualat' -> '__init__'."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 

@@ -11,7 +11,7 @@ from dualat import precision
 from dualat.config import load_config
 from dualat.errors import DualatError
 from dualat.models import create_model, freeze_batchnorm
-from dualat.train import common
+from dualat.training import common
 
 CPU = torch.device("cpu")
 BF16_CPU = precision.autocast_for(precision.BF16, CPU)
@@ -58,8 +58,8 @@ def test_amp_config_accepts_true_false_auto_only():
 @pytest.mark.parametrize("native", [True, False])
 def test_the_log_start_event_and_summary_name_the_precision_used(native, tmp_path, monkeypatch):
     from dualat.report import report
-    from dualat.train import train
-    from dualat.train.log import read_log
+    from dualat.training import train
+    from dualat.training.log import read_log
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: native)
     args = TINY_DIGITS + ["amp=auto", "device=cpu", "stage1.iterations=2", "stage2.iterations=1", "eval.every=1"]
     run = train("digits", args, out=tmp_path / "r", show_progress=False)
@@ -111,7 +111,7 @@ def test_pgd_under_autocast_keeps_the_objective_gradient_and_normalisation_float
 
 
 def test_dat_step_under_autocast_feeds_float32_energies_to_the_bce_and_the_ema_stays_float32(monkeypatch):
-    from dualat.train import steps
+    from dualat.training import steps
     cfg = load_config("digits")
     s2 = cfg.stage2
     model = _tiny()

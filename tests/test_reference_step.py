@@ -7,9 +7,9 @@ import torch
 from dualat.config import load_config
 from dualat.data import load_dataset
 from dualat.models import create_model, freeze_batchnorm
-from dualat.train.common import EMA, Curriculum, make_optimizer
-from dualat.train.reference import reference_dat_step
-from dualat.train.steps import dat_step
+from dualat.training.common import EMA, Curriculum, make_optimizer
+from dualat.training.reference import reference_dat_step
+from dualat.training.steps import dat_step
 
 B = 32
 

@@ -9,7 +9,7 @@ from dualat.cli import main
 from dualat.evaluate.run import evaluate
 from dualat.explain import explain_to_dir
 from dualat.report import report, svg_curve
-from dualat.train import train
+from dualat.training import train
 
 
 @pytest.fixture(scope="module")

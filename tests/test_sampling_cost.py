@@ -12,7 +12,7 @@ from dualat.errors import DualatError
 from dualat.evaluate.cost import PassCounter, parse_steps
 from dualat.evaluate.plot import line_plot, log_ticks, nice_ticks
 from dualat.evaluate.sampling_cost import equal_cost_rows, sampling_cost
-from dualat.train import train
+from dualat.training import train
 
 TINY_JEM = ["method=jem", "jem.iterations=12", "jem.batch_size=16", "jem.buffer_size=64", "jem.sgld_steps=3",
             "jem.optim.warmup=2", "jem.optim.lr=1e-3", "eval.every=6", "eval.n_test=50", "eval.n_samples=30",

@@ -85,7 +85,7 @@ def test_model_compile_is_a_validated_config_key():
 
 
 def test_amp_on_cpu_is_bf16_autocast_where_native_else_ignored(monkeypatch):
-    from dualat.train import common
+    from dualat.training import common
     cpu = torch.device("cpu")
     assert common.autocast_factory(cpu, False) is None
     if common.cpu_has_bf16():
@@ -97,8 +97,8 @@ def test_amp_on_cpu_is_bf16_autocast_where_native_else_ignored(monkeypatch):
 
 
 def test_dat_step_under_cpu_bf16_gives_the_float32_losses_roughly():
-    from dualat.train import common
-    from dualat.train.steps import dat_step
+    from dualat.training import common
+    from dualat.training.steps import dat_step
     from dualat.models import freeze_batchnorm
     if not common.cpu_has_bf16():
         pytest.skip("no native bf16 on this CPU")

@@ -17,7 +17,7 @@ from benchmarks import time_to_quality as ttq  # noqa: E402
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from dualat.train import train
+    from dualat.training import train
     out = tmp_path_factory.mktemp("ttq") / "run"
     return train("digits", TINY_DIGITS + ["device=cpu", "eval.every=5"], out=out, show_progress=False)
 

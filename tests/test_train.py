@@ -12,9 +12,9 @@ from dualat.data import load_dataset
 from dualat.energy import energy
 from dualat.errors import DualatError
 from dualat.models import create_model, freeze_batchnorm
-from dualat.train import train
-from dualat.train.common import EMA, Curriculum, make_optimizer
-from dualat.train.steps import dat_step
+from dualat.training import train
+from dualat.training.common import EMA, Curriculum, make_optimizer
+from dualat.training.steps import dat_step
 
 
 def test_curriculum_raises_t_only_when_window_mean_passes_threshold():
@@ -228,7 +228,7 @@ def test_a_nan_parameter_stops_the_run_naming_the_iteration_and_keeps_every_chec
     """A step that leaves NaN in a weight while its loss still looks finite: the run stops at that
     iteration, before an evaluation could write best_*.pt, and last.pt stays the previous good one."""
     import importlib
-    dat = importlib.import_module("dualat.train.dat")
+    dat = importlib.import_module("dualat.training.dat")
     real_step, calls = dat.dat_step, []
 
     def poisoned(model, *args, **kwargs):

@@ -18,7 +18,7 @@ from .report import report
 from .sample import sample_to_dir
 from .speed import keep_large_buffers
 from .study import study
-from .train import train, train_evalnet
+from .training import train, train_evalnet
 
 
 def _eval(args) -> int:

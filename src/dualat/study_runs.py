@@ -12,7 +12,7 @@ from .errors import DualatError
 from .evaluate.run import evaluate
 from .rundir import RunDir
 from .sampler import default_steps
-from .train import train
+from .training import train
 from .ui import code_versions, read_log
 
 

@@ -232,7 +232,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
                "precision": run.precision}
     try:
         _run_stages(run, state, summary)
-    except Diverged as exc:  # the one policy (train/loop.py)
+    except Diverged as exc:  # the one policy (training/loop.py)
         info = record_divergence(run, exc)
         if exc.summary is not None:
             summary[exc.section] = {**exc.summary, "diverged": info}

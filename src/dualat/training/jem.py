@@ -3,7 +3,7 @@ divergence with SGLD samples from a persistent replay buffer. `method=jem` train
 with the same models, data, logging, checkpoints and evaluation as DAT.
 
 A divergence (a loss or mean energy non-finite or past jem.loss_bound) follows the one policy of
-train/loop.py, as for DAT; the summary it leaves still counts the iterations, passes and time spent.
+training/loop.py, as for DAT; the summary it leaves still counts the iterations, passes and time spent.
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ class JEM(Stage):
 
 def run_jem(run, state: dict | None = None) -> dict:
     """Train (or resume) JEM on `run`; returns its summary. A divergence raises Diverged carrying
-    the summary of the work done (train/loop.py states the policy)."""
+    the summary of the work done (training/loop.py states the policy)."""
     if run.dist.enabled:
         raise DualatError("method=jem trains in one process (its replay buffer is not sharded); "
                           "launch it without torchrun")

@@ -36,7 +36,7 @@ def _score(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tenso
 
 def reference_dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, generator=None,
                        autocast=None, *, threat: AttackConfig) -> dict:
-    """Same arguments and returned floats as `train.steps.dat_step`."""
+    """Same arguments and returned floats as `training.steps.dat_step`."""
     x_real, y_real = real
     x_at, y_at = at_batch
     x_con = contrastive_samples(model, seeds, y_real, T, s2.step_size, s2.objective, autocast)
