@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from conftest import TINY_DIGITS
-from dualat.checkpoint import atomic_save, remove_stale_tmp, safe_load
+from dualat.atomic import remove_stale_tmp
+from dualat.checkpoint import atomic_save, safe_load
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 # every line of progress is logged, and a checkpoint falls every 3 iterations (TINY_DIGITS: 40 + 20)

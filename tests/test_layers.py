@@ -9,8 +9,9 @@ import dualat
 
 SRC = Path(dualat.__file__).parent
 LAYERS = {
-    1: ["errors", "version", "rundir", "configparse", "energy", "metrics", "images", "ui"],
-    2: ["data", "models", "worklock", "checkpoint", "speed", "precision", "distributed", "configcheck", "config", "optim"],
+    1: ["errors", "version", "rundir", "worklock", "atomic", "configparse", "configcheck", "config", "energy",
+        "metrics", "images", "ui"],
+    2: ["data", "models", "checkpoint", "speed", "precision", "distributed", "optim"],
     3: ["pgd", "sampler", "sgld"],
     4: ["loading", "sample_io", "sample", "explain_io", "explain", "landscape"],
     5: ["evaluate"],
@@ -101,3 +102,22 @@ def test_the_walk_sees_imports_inside_functions():
     found = imports()
     assert any(me == "dualat.cli" for me, _, _ in found)
     assert len(found) > 100
+
+
+def test_config_is_plain_data_below_the_registries_that_check_its_names():
+    """design.md puts config in layer 1: it imports no registry; data/ and models/ add their name
+    checks to it, and a bad name is still refused when a config is read."""
+    from dualat import data, models
+    from dualat.config import load_config
+    from dualat.configcheck import NAME_CHECKS
+    from dualat.errors import DualatError
+    assert data.check_config_names in NAME_CHECKS and models.check_config_names in NAME_CHECKS
+    for bad, key in (("data.name=mnistt", "data.name"), ("data.seeds=mix:2", "data.seeds"),
+                     ("data.augment=rotate", "data.augment"), ("model.name=small_cnnn", "model.name"),
+                     ("model.kwargs.depth=3", "model.kwargs")):
+        try:
+            load_config("digits", [bad])
+        except DualatError as exc:
+            assert f"config key {key}" in str(exc), (bad, exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")

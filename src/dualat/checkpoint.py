@@ -6,85 +6,31 @@ also be exported as safetensors.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
-import os
 import pickle
 import re
-import socket
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write
 from .errors import DualatError
-from .worklock import process_alive
 
 
 def atomic_save(obj, path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`.
-
-    A kill at any moment leaves either the previous file or the new one, never half of one.
-    `obj` is a dict for torch.save (or, for a .safetensors path, a dict of tensors), or bytes.
-    Temporary files that killed processes left behind for the same target are removed first.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(path)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(obj, bytes):
-                fh.write(obj)
-            elif str(path).endswith(".safetensors"):
-                from safetensors.torch import save
-                fh.write(save({k: v.detach().contiguous().cpu() for k, v in obj.items()}))
-            else:
-                torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """atomic_save for a small text file (config snapshot, summary): all of it or the old one."""
-    return atomic_save(text.encode("utf-8"), path)
-
-
-def _tmp_prefix(path: Path, pid: int | None = None) -> str:
-    # the writer's host and pid are in the name, so a later writer can tell an abandoned file
-    return f".{path.name}.{socket.gethostname()}.{os.getpid() if pid is None else pid}."
-
-
-def remove_stale_tmp(path: str | Path) -> list[Path]:
-    """Delete temporary files of `path` whose writer (a process on this host) no longer runs."""
-    path = Path(path)
-    host = socket.gethostname()
-    removed = []
-    if not path.parent.is_dir():
-        return removed
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        rest = tmp.name[len(path.name) + 2:-len(".tmp")]
-        parts = rest.rsplit(".", 2)
-        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or process_alive(int(parts[1])):
-            continue
-        try:
-            tmp.unlink()
-            removed.append(tmp)
-        except FileNotFoundError:
-            pass
-    return removed
+    """Write `obj` atomically (atomic.py): a kill at any moment leaves either the previous file or
+    the new one, never half of one. `obj` is a dict for torch.save (or, for a .safetensors path, a
+    dict of tensors), or bytes."""
+    def write(fh) -> None:
+        if isinstance(obj, bytes):
+            fh.write(obj)
+        elif str(path).endswith(".safetensors"):
+            from safetensors.torch import save
+            fh.write(save({k: v.detach().contiguous().cpu() for k, v in obj.items()}))
+        else:
+            torch.save(obj, fh)
+    return atomic_write(path, write)
 
 
 def safe_load(path: str | Path, map_location="cpu") -> dict:

@@ -1,5 +1,6 @@
 """Every setting of a run, as dataclasses; YAML load, dotted `key=value` overrides, old keys
-mapped onto new ones (`upgrade`); the building is configparse.py's, the validation configcheck.py's.
+mapped onto new ones (`upgrade`); the building is configparse.py's, the validation configcheck.py's
+(names included: the registries of data/ and models/ add their checks there).
 
 A config is plain data: `load_config(path, overrides)` returns a validated `Config`; `to_dict` /
 `save_config` give the snapshot written into each run directory.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import atomic_write_text
+from .atomic import atomic_write_text
 from .configcheck import validate
 from .configparse import build, deep_update, parse_number, parse_override, to_dict  # noqa: F401  (parse_number: for old imports)
 from .errors import DualatError

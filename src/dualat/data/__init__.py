@@ -14,6 +14,26 @@ from .imageset import ImageSet
 from .seeds import SEED_SOURCES, SeedSource
 from .seeds_extra import make_seed_source
 from .stream import BatchStream
+from .transforms import TRANSFORM_SPECS
+from .seeds_extra import parse_seed_name
+from ..configcheck import check_choice, name_check
+from ..errors import DualatError
+
+
+@name_check
+def check_config_names(cfg) -> None:
+    """The data section's names, against this package's registries: data.name, data.seeds
+    (mix:F with its fraction) and the two augmentations."""
+    d = cfg.data
+    check_choice(d.name, "data.name", sorted(DATASETS))
+    try:
+        base = parse_seed_name(d.seeds)[0]   # 'mix:0.3' -> 'mix'; a bad fraction names the key
+    except DualatError as exc:
+        raise DualatError(f"config key data.seeds: {exc}") from None
+    check_choice(base, "data.seeds", list(SEED_SOURCES) + ["mix:F"])
+    for k in ("augment", "strong_augment"):
+        check_choice(getattr(d, k), f"data.{k}", list(TRANSFORM_SPECS))
+
 
 __all__ = ["ImageSet", "FolderImageSet", "load_dataset", "DATASETS", "BatchStream", "make_seed_source",
            "SEED_SOURCES", "SeedSource", "augment", "dataset_info"]

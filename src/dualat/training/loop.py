@@ -17,7 +17,7 @@ import json
 import math
 import time
 
-from ..checkpoint import atomic_write_text
+from ..atomic import atomic_write_text
 from ..optim import learning_rate, set_lr
 from ..rundir import RunDir
 from ..ui import progress

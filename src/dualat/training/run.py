@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from .. import distributed
-from ..checkpoint import atomic_save, atomic_write_text, extract_state_dict, safe_load
+from ..atomic import atomic_write_text
+from ..checkpoint import atomic_save, extract_state_dict, safe_load
 from ..config import Config, apply_overrides, from_dict, load_config, save_config, to_dict
 from ..data import load_split, make_seed_source
 from ..errors import DualatError
