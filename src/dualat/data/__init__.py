@@ -12,10 +12,9 @@ from .datasets import DATASETS, data_info, dataset_info, load_dataset, load_spli
 from .folder import FolderImageSet
 from .imageset import ImageSet
 from .seeds import SEED_SOURCES, SeedSource
-from .seeds_extra import make_seed_source
+from .seeds_extra import make_seed_source, parse_seed_name
 from .stream import BatchStream
 from .transforms import TRANSFORM_SPECS
-from .seeds_extra import parse_seed_name
 from ..configcheck import check_choice, name_check
 from ..errors import DualatError
 
