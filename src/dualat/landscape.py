@@ -28,12 +28,14 @@ from .energy import energy
 from .errors import DualatError
 from .images import label_font
 from .loading import load_model, run_method
+from .rundir import RunDir
 from .sample import open_for_sampling
 from .sampler import balanced_labels, generate_batches
 from .ui import progress
 
 CLASS_COLOURS = [(230, 50, 50), (255, 150, 20), (40, 200, 255), (240, 80, 230), (120, 230, 90), (250, 250, 250)]
 CORNERS = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]
+DEFAULT_NAME = "landscape.png"  # in the first run directory, when no --out is given
 # viridis-like anchors, dark purple (low energy) -> yellow (high energy)
 _ANCHORS = np.array([(68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),
                      (31, 158, 137), (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37)], float)
@@ -53,7 +55,7 @@ def panels_of(runs, checkpoints=None) -> list[tuple[str, str, str]]:
     out = []
     for i, run in enumerate(runs):
         run = Path(run)
-        if not (run / "config.yaml").is_file():
+        if not (run / RunDir.CONFIG).is_file():
             raise DualatError(f"{run} is not a run directory (no config.yaml); give folders `dualat train` wrote")
         method = run_method(run)
         if i == 0 and checkpoints:
@@ -194,7 +196,7 @@ def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: 
     train_x, train_y = train.x.float(), train.y
     labels = balanced_labels(n_paths, k)
     seeds = src.sample(n_paths, labels, torch.Generator().manual_seed(seed))
-    out = Path(out) if out else Path(runs[0]) / "landscape.png"
+    out = Path(out) if out else Path(runs[0]) / DEFAULT_NAME
     images, records = [], []
     bar = progress(len(panels), 0, "landscape", show_progress)
     for source, ck, label in panels:

@@ -120,15 +120,21 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     return model, cfg, details
 
 
-def run_method(source) -> str:
-    """The training method of a run directory ('dat' for anything else)."""
+def run_settings(source) -> dict:
+    """The settings snapshot of a run directory as written ({} for anything else, or unreadable)."""
     p = Path(source) / RunDir.CONFIG
     if Path(source).is_dir() and p.is_file():
         try:
-            return (yaml.safe_load(p.read_text()) or {}).get("method", "dat")
+            settings = yaml.safe_load(p.read_text())
         except yaml.YAMLError:
-            return "dat"
-    return "dat"
+            return {}
+        return settings if isinstance(settings, dict) else {}
+    return {}
+
+
+def run_method(source) -> str:
+    """The training method of a run directory ('dat' for anything else)."""
+    return run_settings(source).get("method", "dat")
 
 
 __all__ = ["load_model", "find_checkpoint", "resolve_source", "output_base", "pretrained_names", "CHECKPOINTS"]

@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 
 from .errors import DualatError
-from .landscape import landscape
+from .landscape import DEFAULT_NAME as LANDSCAPE, landscape
+from .loading import run_settings
 from .rundir import RunDir
 from .ui import code_versions, read_log
 
@@ -187,11 +188,9 @@ def report(run_dir, out=None) -> Path:
 
 def _toy2d_landscape(run_dir: Path) -> None:
     """A finished toy2d run's report shows its energy landscape: draw it once if it is missing."""
-    import yaml
-    cfg = run_dir / "config.yaml"
-    if (run_dir / "landscape.png").is_file() or not cfg.is_file() or not (run_dir / "summary.json").is_file():
+    if (run_dir / LANDSCAPE).is_file() or not (run_dir / RunDir.SUMMARY).is_file():
         return
-    if ((yaml.safe_load(cfg.read_text()) or {}).get("data") or {}).get("name") == "toy2d":
+    if (run_settings(run_dir).get("data") or {}).get("name") == "toy2d":
         landscape(run_dir)
 
 

@@ -15,8 +15,6 @@ COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 10
 REF_COLOR = (110, 110, 110)
 
 
-
-
 def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     """About n round tick values covering [lo, hi] (steps of 1, 2 or 5 x 10^k)."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
