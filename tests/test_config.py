@@ -1,4 +1,6 @@
 """Config loading, overrides and validation; every preset validates."""
+from pathlib import Path
+
 import pytest
 
 from dualat.config import PRESET_DIR, load_config, parse_override
@@ -64,12 +66,11 @@ def test_missing_and_broken_files(tmp_path):
 
 def test_old_configs_map_onto_the_threat_section(tmp_path):
     """Configs written before `threat` had a home (stage2.attack, log.progress; configs saved in
-    run directories and the bundled model's) keep loading, onto the new keys."""
+    run directories, and the bundled model's until 2026-12-02) keep loading, onto the new keys."""
     import yaml
     from dualat.config import from_dict, to_dict
-    from dualat.loading import PRETRAINED_DIR
-    old = yaml.safe_load((PRETRAINED_DIR / "fashion-mnist" / "config.yaml").read_text())
-    assert "attack" in old["stage2"] and "threat" not in old       # the bundled snapshot is an old one
+    old = yaml.safe_load((Path(__file__).parent / "data" / "old_run_config.yaml").read_text())
+    assert "attack" in old["stage2"] and "threat" not in old       # the old bundled model's snapshot
     cfg = from_dict(old)
     assert (cfg.threat.norm, cfg.threat.eps, cfg.threat.steps) == (old["stage2"]["attack"]["norm"],
                                                                    old["stage2"]["attack"]["eps"],

@@ -22,7 +22,7 @@ def stated_accuracy() -> float:
 def test_bundled_model_classifies_at_the_stated_accuracy():
     assert "fashion-mnist" in pretrained_names()
     model, cfg, info = load_model("pretrained:fashion-mnist")
-    assert info["final_T"] == 40 and cfg.eval.evalnet.endswith("evalnet.safetensors")
+    assert info["final_T"] == 60 and cfg.eval.evalnet.endswith("evalnet.safetensors")
     acc = clean_accuracy(model, load_dataset("fashion_mnist", "test"), 1000)
     assert abs(acc - stated_accuracy()) <= 0.01
 
@@ -33,6 +33,19 @@ def test_bundled_model_samples_into_the_working_directory(tmp_path, monkeypatch)
     out = Path(record["out"])
     assert out.parent == Path("pretrained-fashion-mnist")   # never inside the installed package
     assert (tmp_path / out / "grid.png").is_file() and record["steps"] == 3
+
+
+def test_bundled_model_samples_with_the_steps_its_card_names(tmp_path):
+    import json
+    from dualat.config import load_config
+    from dualat.sampler import default_steps
+    card = json.loads((Path(__file__).resolve().parents[1] / "src/dualat/pretrained/fashion-mnist/card.json").read_text())
+    _, cfg, info = load_model("pretrained:fashion-mnist")
+    assert info["sample_steps"] == card["sample_steps"] != info["final_T"]   # chosen by a step sweep
+    record = sample_to_dir("pretrained:fashion-mnist", n=2, out=tmp_path / "s", show_progress=False)
+    assert record["steps"] == card["sample_steps"]
+    run = load_config("digits")
+    assert default_steps(run) == run.stage2.t_max and default_steps(run, 7) == 7 and default_steps(run, 7, 5) == 5
 
 
 def test_unknown_bundled_model_is_one_clear_error():

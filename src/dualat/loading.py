@@ -104,19 +104,20 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     model.to(device).eval()
     if cfg.model.channels_last and len(shape) == 3:  # sample / evaluate in the format the run trained in
         model = model.to(memory_format=torch.channels_last)
-    curriculum_T = None
+    curriculum_T = chosen_steps = None
     if run_dir is not None and (run_dir / RunDir.STATE).is_file():
         last = safe_load(run_dir / RunDir.STATE)
         curriculum_T = last.get("curriculum", {}).get("T") if last.get("stage") == 2 else None
     elif run_dir is not None and (run_dir / "card.json").is_file():  # a bundled model
         card = json.loads((run_dir / "card.json").read_text())
-        curriculum_T = card.get("final_T")
+        curriculum_T, chosen_steps = card.get("final_T"), card.get("sample_steps")
         if cfg.eval.evalnet is None and (run_dir / "evalnet.safetensors").is_file():
             cfg.eval.evalnet = str(run_dir / "evalnet.safetensors")
     details = {"path": str(path), "sha256": file_hash(path), "checkpoint": which,
                "method": cfg.method,
                "stage": "jem" if cfg.method == "jem" else state.get("stage", 2 if path.suffix == ".safetensors" else None),
-               "iteration": state.get("iteration"), "final_T": curriculum_T}
+               "iteration": state.get("iteration"), "final_T": curriculum_T,
+               "sample_steps": chosen_steps}
     return model, cfg, details
 
 

@@ -49,7 +49,7 @@ def open_for_sampling(model_or_run, checkpoint, steps, step_size, seeds, shape, 
     with torch.no_grad(), eval_mode(model):
         k = model(torch.zeros(1, *shape, device=next(model.parameters()).device)).shape[1]
     if steps is None:
-        steps = MODULE_DEFAULT_STEPS if cfg is None else default_steps(cfg, info.get("final_T"))
+        steps = MODULE_DEFAULT_STEPS if cfg is None else default_steps(cfg, info.get("final_T"), info.get("sample_steps"))
     if step_size is None:
         step_size = MODULE_DEFAULT_STEP_SIZE if cfg is None else default_step_size(cfg)
     if not (isinstance(steps, int) and steps >= 0):

@@ -10,10 +10,11 @@ import torch
 from .pgd import Unbounded, eval_mode, pgd
 
 
-def default_steps(cfg, final_T: int | None = None) -> int:
-    """The sampler's default number of steps for a run: its final curriculum T (the T it was
-    trained to descend), else stage2.t_max."""
-    return final_T or cfg.stage2.t_max
+def default_steps(cfg, final_T: int | None = None, chosen: int | None = None) -> int:
+    """The sampler's default number of steps for a run: `chosen` where the model names one (a
+    bundled model's card.json `sample_steps`, picked by a step sweep), else its final curriculum
+    T (the T it was trained to descend), else stage2.t_max."""
+    return chosen or final_T or cfg.stage2.t_max
 
 
 def default_step_size(cfg) -> float:

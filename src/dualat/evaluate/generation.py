@@ -89,7 +89,7 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     sample_seed = cfg.seed + 99
     chunks, seen = None, []
     if sampler == "pgd":
-        steps = steps if steps is not None else default_steps(cfg, info["final_T"])
+        steps = steps if steps is not None else default_steps(cfg, info["final_T"], info.get("sample_steps"))
         step_size = step_size or default_step_size(cfg)
     else:
         steps = steps if steps is not None else (cfg.jem.eval_sgld_steps or cfg.jem.sgld_steps)
