@@ -106,7 +106,6 @@ def test_fashion_mnist_long_is_the_longer_resumable_recipe():
 
 
 def test_every_file_in_the_configs_folder_loads():
-    from pathlib import Path
     folder = Path(__file__).resolve().parent.parent / "configs"  # the repository's symlink to the presets
     files = sorted(folder.glob("*.yaml"))
     assert {f.stem for f in files} == set(PRESETS) and "fashion_mnist_long" in PRESETS

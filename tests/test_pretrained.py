@@ -39,8 +39,9 @@ def test_bundled_model_samples_with_the_steps_its_card_names(tmp_path):
     import json
     from dualat.config import load_config
     from dualat.sampler import default_steps
-    card = json.loads((Path(__file__).resolve().parents[1] / "src/dualat/pretrained/fashion-mnist/card.json").read_text())
-    _, cfg, info = load_model("pretrained:fashion-mnist")
+    from dualat.loading import PRETRAINED_DIR
+    card = json.loads((PRETRAINED_DIR / "fashion-mnist" / "card.json").read_text())
+    _, _, info = load_model("pretrained:fashion-mnist")
     assert info["sample_steps"] == card["sample_steps"] != info["final_T"]   # chosen by a step sweep
     record = sample_to_dir("pretrained:fashion-mnist", n=2, out=tmp_path / "s", show_progress=False)
     assert record["steps"] == card["sample_steps"]
