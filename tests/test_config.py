@@ -101,7 +101,7 @@ def test_fashion_mnist_long_is_the_longer_resumable_recipe():
     assert long.log.checkpoint_every <= 100 and long.stage2.iterations % long.log.checkpoint_every == 0
     assert long.eval.every >= base.eval.every and long.eval.n_samples <= base.eval.n_samples
     text = (PRESET_DIR / "fashion_mnist_long.yaml").read_text()
-    assert long.amp == "auto" and base.amp is False   # bf16 only where native; the default recipe stays float32
+    assert long.amp == "auto" and base.amp == "auto"   # bf16 only where native (dualat.precision)
     assert "has NOT been run" in text and "bf16" in text
 
 

@@ -49,7 +49,9 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
 
 def test_amp_config_accepts_true_false_auto_only():
     assert load_config("digits", ["amp=auto"]).amp == "auto"
-    assert load_config("digits").amp is False  # the default is unchanged (float32 until validated)
+    for preset in ("digits", "fashion_mnist", "fashion_mnist_long", "toy2d", "cifar10_wrn34", "imagenet256_resnet50"):
+        assert load_config(preset).amp == "auto"  # the default everywhere: bf16 where native, float32 elsewhere
+    assert load_config("digits", ["amp=false"]).amp is False
     for bad in ("fast", "1", "bf16"):
         with pytest.raises(DualatError, match="amp must be true, false or auto"):
             load_config("digits", [f"amp={bad}"])
@@ -72,7 +74,10 @@ def test_the_log_start_event_and_summary_name_the_precision_used(native, tmp_pat
     from dualat.evaluate.run import evaluate, format_table
     from dualat.sample import sample_to_dir
     r = evaluate(run, robust=True, generative=False, ood=False, calibrate=False, n=20, norm="L2", pgd_steps=1,
-                 device="cpu", show_progress=False)  # evaluation follows the run's amp setting
+                 device="cpu", show_progress=False)  # robust accuracy is measured in float32 by default
+    assert r["compute_dtype"] == {"clean_acc": "float32", "pgd_L2_acc": "float32", "robust_acc": "float32"}
+    r = evaluate(run, robust=True, generative=False, ood=False, calibrate=False, n=20, norm="L2", pgd_steps=1,
+                 device="cpu", show_progress=False, amp="auto")  # unless the caller asks for the run's arithmetic
     assert r["compute_dtype"] == {"clean_acc": want, "pgd_L2_acc": want, "robust_acc": want}
     assert f"computed in {want}: clean_acc" in format_table(r)
     r = evaluate(run, robust=True, generative=False, ood=False, calibrate=False, n=20, norm="L2", pgd_steps=1,

@@ -151,7 +151,7 @@ class Config:
     seed: int = 0
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     threads: int = 0           # torch CPU threads; 0 = leave PyTorch's default
-    amp: bool | str = False    # true: bf16 autocast on CUDA or a oneDNN-bf16 CPU; auto: bf16 only where native (dualat.precision)
+    amp: bool | str = "auto"   # auto: bf16 where native (CUDA bf16, AVX512-BF16 / AMX), float32 elsewhere; false: float32; true: bf16 on CUDA or a oneDNN-bf16 CPU
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     # the run's threat model: stage 2's adversarial-training term, and the robustness every

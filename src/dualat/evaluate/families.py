@@ -3,6 +3,7 @@ object and returns its numbers with their protocol text (the `*_protocol` entrie
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from ..distributed import sharded_accuracy
 from ..precision import FLOAT32
@@ -31,8 +32,13 @@ def _autocast(t: Target):
 
 
 def robust_family(t: Target, o: RobustOptions, n: int | None) -> dict:
-    """Clean accuracy, PGD accuracy per norm (robust_acc = the run's own norm), AutoAttack."""
+    """Clean accuracy, PGD accuracy per norm (robust_acc = the run's own norm), AutoAttack.
+
+    Float32 unless the caller chose the arithmetic (`amp=` / `--amp`): a run trained in bf16
+    (amp: auto on a CPU with native bf16) is still measured in float32, like AutoAttack always is."""
     model, test_set, n_test, dist, show = t.model, t.test_set, t.n_test, t.dist, t.show_progress
+    if not t.robust_in_dtype:
+        t = dataclasses.replace(t, dtype=FLOAT32, autocast=None)
     eps_by = budgets(t.cfg, o)
     norms = [o.norm] if o.norm else ["L2", "Linf"]
     with _autocast(t):

@@ -99,3 +99,4 @@ class Target:
     dtype: str = "float32"              # what the run's (or the caller's) amp resolved to here
     autocast: object = None             # its autocast factory for the model's forwards, or None
     dtypes: dict = dataclasses.field(default_factory=dict)  # number -> the arithmetic that produced it
+    robust_in_dtype: bool = False       # clean / PGD accuracy in `dtype` too (only when the caller chose amp)

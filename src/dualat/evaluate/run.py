@@ -97,7 +97,8 @@ def _evaluate(source, checkpoint, families, n, opts, out, device, show_progress,
     weights = f"{info['checkpoint']} weights of {info['path']} (sha256 {info['sha256']})"
     dtype, autocast = precision(cfg.amp if amp is None else amp, device)
     dtypes = {}  # number -> the arithmetic of the model forwards that produced it (the families fill it)
-    t = Target(model, cfg, info, test_set, n_test, weights, device, dist, show_progress, dtype, autocast, dtypes)
+    t = Target(model, cfg, info, test_set, n_test, weights, device, dist, show_progress, dtype, autocast, dtypes,
+               robust_in_dtype=amp is not None)
     result = {"checkpoint": info, "dataset": cfg.data.name, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
               "device": str(device)}
     out = Path(out) if out is not None else None
