@@ -28,7 +28,7 @@ class DataConfig:
     image_size: int | None = None    # for folder datasets (ImageNet: 256)
     channels: int | None = None
     num_classes: int | None = None   # only for `fake` / `imagefolder`
-    seeds: str = "patches"           # patches | folder | noise | gaussian | patches_jitter | photos_more | mix[:F]
+    seeds: str = "patches"           # patches | folder | noise | gaussian | gaussian_lowrank[:K] | gaussian_diag | gaussian_coarse[:S] | patches_jitter | photos_more | mix[:F]
     seed_folder: str | None = None   # for seeds=folder
     augment: str = "crop_flip"       # real BCE batch and seeds
     strong_augment: str = "strong"   # stage-1 batches and the stage-2 adversarial-training batch

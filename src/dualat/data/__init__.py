@@ -29,7 +29,7 @@ def check_config_names(cfg) -> None:
         base = parse_seed_name(d.seeds)[0]   # 'mix:0.3' -> 'mix'; a bad fraction names the key
     except DualatError as exc:
         raise DualatError(f"config key data.seeds: {exc}") from None
-    check_choice(base, "data.seeds", list(SEED_SOURCES) + ["mix:F"])
+    check_choice(base, "data.seeds", list(SEED_SOURCES) + ["mix:F", "gaussian_lowrank:K", "gaussian_coarse:S"])
     for k in ("augment", "strong_augment"):
         check_choice(getattr(d, k), f"data.{k}", list(TRANSFORM_SPECS))
 

@@ -18,10 +18,10 @@ from .folder import IMAGE_EXTENSIONS, list_images, load_image
 from .photos import TRAIN_FRACTION, CropSampler, Region, bundled_photos
 from .stream import mix_seeds
 
-# the last three live in seeds_extra.py; mix also takes a fraction, mix:F
-SEED_SOURCES = ["patches", "folder", "noise", "gaussian", "patches_jitter", "photos_more", "mix"]
-FULL_COV_MAX_DIM = 4096
-FULL_COV_MAX_BYTES = 2 << 30  # all classes' Cholesky factors together, float32
+# the gaussian family lives in seeds_fitted.py (gaussian_lowrank:K and gaussian_coarse:S take a
+# number), the last three in seeds_extra.py (mix also takes a fraction, mix:F)
+SEED_SOURCES = ["patches", "folder", "noise", "gaussian", "gaussian_lowrank", "gaussian_diag", "gaussian_coarse",
+                "patches_jitter", "photos_more", "mix"]
 _REGIONS: dict[tuple[int, str], list[Region]] = {}
 
 
@@ -149,77 +149,3 @@ class NoiseSource(SeedSource):
         draw = int(torch.randint(0, 2**62, (1,), generator=generator))
         g = torch.Generator().manual_seed(mix_seeds(draw, self.seed, 1 if self.split == "train" else 2))
         return torch.rand(n, *self.shape, generator=g)
-
-
-class GaussianSource(SeedSource):
-    """Per-class Gaussian fitted to the training set (JEM++ style), samples clipped to [0, 1].
-
-    For class k: mean and covariance of the flattened float inputs of that class. The covariance
-    is full (sampled through the Cholesky factor of cov + 1e-4 I, computed once) when the input
-    has d <= 4096 values and all factors fit in 2 GiB (so CIFAR-100's 100 x 3072^2 falls back),
-    otherwise diagonal. Classes with no training items are never sampled; `full` tells which.
-    """
-
-    kind = "gaussian"
-
-    def __init__(self, shape: tuple, split: str = "train", train_set=None):
-        super().__init__(shape, split)
-        if train_set is None:
-            raise DualatError("data.seeds=gaussian fits a Gaussian per class to the training set, "
-                              "but no training set was given (internal: pass train_set=)")
-        if tuple(train_set.shape) != self.shape:
-            raise DualatError(f"gaussian seeds: training set shape {tuple(train_set.shape)} differs from the "
-                              f"requested seed shape {self.shape}")
-        k = train_set.num_classes
-        d = 1
-        for s in self.shape:
-            d *= s
-        self.d = d
-        self.full = d <= FULL_COV_MAX_DIM and k * d * d * 4 <= FULL_COV_MAX_BYTES
-        self.means = torch.zeros(k, d)
-        self.factors: dict[int, torch.Tensor] = {}  # class -> (d, d) Cholesky factor or (d,) std
-        y = torch.as_tensor(train_set.y)
-        for c in range(k):
-            idx = (y == c).nonzero().view(-1)
-            if len(idx) == 0:
-                continue
-            x = train_set.batch(idx)[0].reshape(len(idx), d).float()
-            mu = x.mean(0)
-            self.means[c] = mu
-            xc = x - mu
-            denom = max(len(idx) - 1, 1)
-            if self.full:
-                cov = (xc.T @ xc).double() / denom
-                self.factors[c] = self._cholesky(cov).float()
-            else:
-                self.factors[c] = (xc.pow(2).sum(0) / denom + 1e-4).sqrt()
-        if not self.factors:
-            raise DualatError("gaussian seeds: the training set is empty")
-        self.present = torch.tensor(sorted(self.factors), dtype=torch.int64)
-
-    @staticmethod
-    def _cholesky(cov: torch.Tensor) -> torch.Tensor:
-        eye = torch.eye(cov.shape[0], dtype=cov.dtype)
-        for jitter in (1e-4, 1e-3, 1e-2):  # more only if rounding left cov indefinite
-            L, info = torch.linalg.cholesky_ex(cov + jitter * eye)
-            if int(info) == 0:
-                return L
-        raise DualatError("gaussian seeds: a class covariance is not positive definite even with "
-                          "jitter 1e-2; use data.seeds=patches")
-
-    def sample(self, n, y, generator):
-        if y is None:
-            y = self.present[torch.randint(0, len(self.present), (n,), generator=generator)]
-        else:
-            y = torch.as_tensor(y, dtype=torch.int64).cpu()
-            if y.shape != (n,):
-                raise DualatError(f"gaussian seeds: y must have shape ({n},), got {tuple(y.shape)}")
-        z = torch.randn(n, self.d, generator=generator)
-        out = torch.empty(n, self.d)
-        for c in y.unique().tolist():
-            if c not in self.factors:
-                raise DualatError(f"gaussian seeds: class {c} has no training items to fit a Gaussian to")
-            m = y == c
-            f = self.factors[c]
-            out[m] = self.means[c] + (z[m] @ f.T if self.full else z[m] * f)
-        return out.clamp_(0.0, 1.0).view(n, *self.shape)

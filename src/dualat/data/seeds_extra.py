@@ -25,8 +25,8 @@ import torch
 from ..errors import DualatError
 from .folder import load_image
 from .photos import TRAIN_FRACTION, CropSampler, Region, bundled_photos
-from .seeds import (SEED_SOURCES, FolderSource, GaussianSource, NoiseSource, PatchSource, SeedSource,
-                    check_split, image_shape)
+from .seeds import SEED_SOURCES, FolderSource, NoiseSource, PatchSource, SeedSource, check_split, image_shape
+from .seeds_fitted import FITTED_DEFAULTS, FITTED_SOURCES, GaussianSource, make_fitted_source
 from .stream import mix_seeds
 
 EXTRA_SOURCES = ["patches_jitter", "photos_more", "mix"]
@@ -41,8 +41,9 @@ SMALL_WEIGHT = 4.0           # the small images together are drawn as often as 4
 EXTRA_PHOTOS = ("microaneurysms.png",)
 
 
-def parse_seed_name(kind: str) -> tuple[str, float | None]:
-    """'mix:0.3' -> ('mix', 0.3), 'mix' -> ('mix', 0.5), other names -> (name, None); bad -> DualatError."""
+def parse_seed_name(kind: str) -> tuple[str, float | int | None]:
+    """'mix:0.3' -> ('mix', 0.3), 'mix' -> ('mix', 0.5), 'gaussian_lowrank:8' -> ('gaussian_lowrank', 8),
+    'gaussian_coarse' -> ('gaussian_coarse', 7), other names -> (name, None); bad -> DualatError."""
     if not isinstance(kind, str):
         raise DualatError(f"seed source must be a name, got {kind!r}")
     if kind == "mix" or kind.startswith("mix:"):
@@ -55,6 +56,15 @@ def parse_seed_name(kind: str) -> tuple[str, float | None]:
             raise DualatError(f"seed source {kind!r}: the Gaussian fraction after 'mix:' must be a number in "
                               f"[0, 1], e.g. mix:0.5")
         return "mix", f
+    base, _, text = kind.partition(":")
+    if base in FITTED_DEFAULTS:
+        what = "rank K" if base == "gaussian_lowrank" else "side S"
+        if not text:
+            return base, FITTED_DEFAULTS[base]
+        if not text.isdigit() or int(text) < 1:
+            raise DualatError(f"seed source {kind!r}: the {what} after '{base}:' must be a whole number >= 1, "
+                              f"e.g. {base}:{FITTED_DEFAULTS[base]}")
+        return base, int(text)
     return kind, None
 
 
@@ -63,13 +73,14 @@ def check_seed_name(kind) -> str:
     if isinstance(kind, str) and kind.startswith("folder:") and len(kind) > len("folder:"):
         return kind
     if parse_seed_name(kind)[0] not in SEED_SOURCES:
-        raise DualatError(f"unknown seed source {kind!r}; use one of {', '.join(SEED_SOURCES)}, mix:F or folder:DIR")
+        raise DualatError(f"unknown seed source {kind!r}; use one of {', '.join(SEED_SOURCES)}, mix:F, "
+                          "gaussian_lowrank:K, gaussian_coarse:S or folder:DIR")
     return kind
 
 
 def needs_train_set(kind: str) -> bool:
-    """Whether the source is fitted to the training set (gaussian and mix)."""
-    return isinstance(kind, str) and (kind == "gaussian" or kind == "mix" or kind.startswith("mix:"))
+    """Whether the source is fitted to the training set (the gaussian family and mix)."""
+    return isinstance(kind, str) and kind.partition(":")[0] in FITTED_SOURCES + ["mix"]
 
 
 class JitterPatchSource(PatchSource):
@@ -175,7 +186,7 @@ class MixSource(SeedSource):
         super().__init__(image_shape(shape, self.kind), split)
         self.fraction, self.seed = float(fraction), int(seed)
         self.patches = PatchSource(shape, split, photos)
-        self.gaussian = GaussianSource(shape, split, train_set)
+        self.gaussian = GaussianSource(shape, "train", train_set)  # drawn from mix's split-specific stream
 
     def sample(self, n, y, generator):
         gauss = torch.rand(n, generator=generator, dtype=torch.float64) < self.fraction
@@ -211,8 +222,9 @@ def make_extra_source(kind: str, shape: tuple, split: str, train_set=None, seed:
 
 def make_seed_source(kind: str, shape: tuple, split: str = "train", train_set=None,
                      folder: str | None = None, seed: int = 0) -> SeedSource:
-    """Build a seed source by name (SEED_SOURCES, or mix:F). `seed` only offsets the noise streams
-    (and mix's Gaussian stream); `train_set` is needed by gaussian and mix, `folder` by folder."""
+    """Build a seed source by name (SEED_SOURCES, mix:F, gaussian_lowrank:K, gaussian_coarse:S).
+    `seed` only offsets the random streams of noise, of the fitted families' held-out split and of
+    mix's Gaussian part; `train_set` is needed by the gaussian family and mix, `folder` by folder."""
     check_split(split)
     if kind == "patches":
         return PatchSource(shape, split)
@@ -220,8 +232,9 @@ def make_seed_source(kind: str, shape: tuple, split: str = "train", train_set=No
         return FolderSource(shape, split, folder)
     if kind == "noise":
         return NoiseSource(shape, split, seed)
-    if kind == "gaussian":
-        return GaussianSource(shape, split, train_set)
+    base, param = parse_seed_name(kind)
+    if base in FITTED_SOURCES:
+        return make_fitted_source(base, param, shape, split, train_set, seed)
     extra = make_extra_source(kind, shape, split, train_set, seed)
     if extra is not None:
         return extra
