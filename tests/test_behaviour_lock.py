@@ -25,7 +25,7 @@ from dualat.training import train
 REFERENCE = Path(__file__).parent / "data" / "behaviour_lock.json"
 RECORD = os.environ.get("DUALAT_RECORD_LOCK") == "1"
 
-DAT = ["amp=false", "threads=1", "stage1.iterations=30", "stage2.iterations=20", "stage2.t_init=2", "stage2.auc_window=2",
+DAT = ["amp=false", "eval.step_sweep=false", "threads=1", "stage1.iterations=30", "stage2.iterations=20", "stage2.t_init=2", "stage2.auc_window=2",
        "eval.every=10", "eval.n_test=60", "eval.n_samples=40", "eval.pgd_steps=3", "eval.evalnet_iterations=40",
        "log.every=5", "log.checkpoint_every=10"]
 JEM = ["amp=false", "threads=1", "method=jem", "jem.iterations=12", "jem.batch_size=16", "jem.buffer_size=64",

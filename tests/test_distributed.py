@@ -62,7 +62,7 @@ def test_ranks_stay_in_lockstep_and_rank0_writes_one_loadable_checkpoint(ddp_run
     # one run directory written once: one log, no per-rank or half-written files
     names = sorted(p.name for p in ddp_run.iterdir())
     assert names == ["best_fid.pt", "best_robust.pt", "config.yaml", "last.pt", "metrics.jsonl",
-                     "model_ema.safetensors", "samples", "stage1.pt", "summary.json"]
+                     "model_ema.safetensors", "sample_steps.json", "samples", "stage1.pt", "summary.json"]
     events = [r.get("event") for r in read_log(ddp_run)]
     assert events.count("start") == 1 and events.count("done") == 1 and "ranks_differ" not in events
     assert json.loads((ddp_run / "summary.json").read_text())["stage2"]["T_final"] == r0["T"]

@@ -102,7 +102,8 @@ def test_cli_writes_every_promised_file(run, tmp_path):
     _, cfg, info = load_model(run)
     rec = json.loads((out / "sample.json").read_text())
     assert rec["checkpoint"]["sha256"] == file_hash(run / "model_ema.safetensors")
-    assert rec["steps"] == info["final_T"] > 0 and rec["step_size"] == pytest.approx(2 * cfg.stage2.step_size)
+    assert rec["steps"] == info["sample_steps"] == json.loads((run / "sample_steps.json").read_text())["sample_steps"] > 0
+    assert rec["step_size"] == pytest.approx(2 * cfg.stage2.step_size)
     assert rec["n"] == 13 and rec["seeds"] == cfg.data.seeds and rec["seed"] == 0 and rec["torch"] == torch.__version__
     assert rec["mean_logsumexp_samples"] > rec["mean_logsumexp_seeds"]
     npz = np.load(out / "samples.npz")

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--n-samples", type=count, default=2000, help="samples per model for the generative metrics")
     st.add_argument("--n-ref", type=count, default=10000, help="test images for the reference statistics")
     st.add_argument("--n-test", type=count, default=None, help="test images for clean / PGD accuracy (default all)")
-    st.add_argument("--steps", type=count0, default=None, help="PGD-sampler steps (default stage2.t_max)")
+    st.add_argument("--steps", type=count0, default=None, help="PGD-sampler steps (default: each run's chosen steps, "
+                    "sample_steps.json, else its final T)")
     st.add_argument("--sgld-steps", type=count0, default=None, help="fresh JEM chains' steps (default stage2.t_max)")
     st.add_argument("--ablations", default="all", help="all, none, or comma-separated names "
                     "(auc_threshold_0.6, t_max_20, batchnorm_active, noise_seeds)")
@@ -107,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sampler", choices=["pgd", "buffer", "sgld"], default=None,
                    help="pgd: DAT's sampler (default for DAT runs); buffer: a JEM run's replay buffer (default for "
                    "JEM runs); sgld: fresh SGLD chains of a JEM run")
-    v.add_argument("--steps", type=count0, default=None, help="sampling steps (default: the run's final T; "
-                   "JEM: jem.eval_sgld_steps)")
+    v.add_argument("--steps", type=count0, default=None, help="sampling steps (default: the steps the run chose at "
+                   "the end of stage 2, sample_steps.json, else its final T; JEM: jem.eval_sgld_steps)")
     v.add_argument("--step-size", type=float, default=None, help="sampling step (default: 2x training step)")
     v.add_argument("--seeds", default=None, help="PGD sampler seeds: patches, patches_jitter, photos_more, mix[:F], "
                    "gaussian, noise or folder:DIR (default: the run's data.seeds, held-out split)")
@@ -135,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of samples (default 100; streamed in batches; under torchrun write --number)")
     s.add_argument("--classes", nargs="+", default=None,
                    help="classes to cycle through, e.g. 1 3 5 or 1,3,5 (default all)")
-    s.add_argument("--steps", type=count0, default=None, help="PGD steps (default: the run's final curriculum T)")
+    s.add_argument("--steps", type=count0, default=None, help="PGD steps (default: the steps the run chose at the end "
+                   "of stage 2, sample_steps.json, else its final curriculum T)")
     s.add_argument("--step-size", type=float, default=None, help="L2 step (default: 2x stage2.step_size)")
     s.add_argument("--seeds", default=None,
                    help="noise, gaussian, patches, patches_jitter, photos_more, mix[:F] or folder:DIR "

@@ -128,6 +128,8 @@ class EvalConfig:
     sample_step_size: float | None = None  # None = 2 x stage2.step_size
     evalnet: str | None = None     # plain classifier weights; None = cached, trained on first use
     evalnet_iterations: int = 1500
+    step_sweep: bool = True        # at the end of stage 2, choose the sampler's steps (sample_steps.json)
+    step_sweep_samples: int = 500  # samples per candidate step count in that sweep
 
 
 @dataclass

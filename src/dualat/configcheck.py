@@ -134,6 +134,7 @@ def validate(cfg) -> None:
     check(ev.sample_step_size is None or 0 < ev.sample_step_size < math.inf, "eval.sample_step_size",
           "must be a positive number or null")
     check(ev.evalnet_iterations >= 1, "eval.evalnet_iterations", "must be >= 1")
+    check(ev.step_sweep_samples >= 10, "eval.step_sweep_samples", f"must be >= 10, got {ev.step_sweep_samples}")
     check(cfg.log.every >= 1, "log.every", "must be >= 1")
     check(cfg.log.checkpoint_every >= 1, "log.checkpoint_every", "must be >= 1")
     check(cfg.distributed.timeout_min > 0, "distributed.timeout_min", "must be positive")

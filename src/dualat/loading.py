@@ -108,6 +108,7 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
     if run_dir is not None and (run_dir / RunDir.STATE).is_file():
         last = safe_load(run_dir / RunDir.STATE)
         curriculum_T = last.get("curriculum", {}).get("T") if last.get("stage") == 2 else None
+        chosen_steps = chosen_sample_steps(run_dir)
     elif run_dir is not None and (run_dir / "card.json").is_file():  # a bundled model
         card = json.loads((run_dir / "card.json").read_text())
         curriculum_T, chosen_steps = card.get("final_T"), card.get("sample_steps")
@@ -119,6 +120,17 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
                "iteration": state.get("iteration"), "final_T": curriculum_T,
                "sample_steps": chosen_steps}
     return model, cfg, details
+
+
+def chosen_sample_steps(run_dir: Path) -> int | None:
+    """The steps the run's end-of-stage-2 sweep chose (RUN/sample_steps.json), or None."""
+    p = run_dir / RunDir.SAMPLE_STEPS
+    try:
+        steps = json.loads(p.read_text()).get("sample_steps") if p.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        raise DualatError(f"{p} is not readable JSON; delete it (the sampler then uses the final T) or "
+                          f"re-create it with `dualat train --resume {run_dir}`") from None
+    return steps if isinstance(steps, int) and steps >= 1 else None
 
 
 def run_settings(source) -> dict:

@@ -5,6 +5,7 @@
     stage1.pt                  stage 1's weights + eval     diverged.json   a divergence record
     model_ema.safetensors      DAT's EMA weights            best_fid.pt / best_robust.pt  best-of weights
     model.safetensors          JEM's weights                replay_buffer.safetensors     JEM's buffer
+    sample_steps.json          the sampler's steps chosen at the end of stage 2 (evaluate/stepchoice.py)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class RunDir:
     SUMMARY = "summary.json"
     DIVERGED = "diverged.json"
     METRICS = "metrics.jsonl"
+    SAMPLE_STEPS = "sample_steps.json"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

@@ -27,7 +27,7 @@ from .config import load_config, to_dict
 from .errors import DualatError
 from .explain import explain_to_dir
 from .rundir import RunDir
-from .sampler import default_step_size, default_steps
+from .sampler import default_step_size
 from .study_report import cell, results_markdown, study_report
 from .study_runs import divergence, ensure_run, evaluate_row, finished, passes_and_wall, provenance, say
 from .worklock import claim
@@ -101,7 +101,7 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
     if sample_step_size:
         options.append(f"(sample_step_size={sample_step_size:g}, Python API only)")
     settings = {"options": options, "n_autoattack": n_autoattack, "n_samples": n_samples, "n_ref": n_ref, "n_test": n_test,
-                "sample_steps": sample_steps or default_steps(base), "sample_step_size": step_size,
+                "sample_steps": sample_steps, "sample_step_size": step_size,  # None: each run's own steps
                 "sgld_steps": sgld_steps or base.stage2.t_max}
     t0 = time.time()
     while True:

@@ -105,7 +105,7 @@ def results_markdown(results: dict, view: dict, config, overrides, out: Path) ->
              f"{'all' if s['n_test'] is None else s['n_test']} test images, AutoAttack (standard, L2, "
              f"eps = the run's) on the first {s['n_autoattack']}; generative metrics of {s['n_samples']} samples "
              f"against {s['n_ref']} test images in the evaluation network's features (FD is NOT an FID); "
-             f"PGD sampler: {s['sample_steps']} steps of {s['sample_step_size']:g} from held-out seeds; JEM: "
+             f"PGD sampler: {_steps_text(s['sample_steps'])} of {s['sample_step_size']:g} from held-out seeds; JEM: "
              f"samples of the replay buffer, or fresh SGLD chains of {s['sgld_steps']} steps (the same weights: "
              "the fresh-chain row repeats the buffer row's accuracies; the buffer row's sampling steps are the "
              "SGLD steps of each training iteration, on chains that persist across iterations). Passes = forward/"
@@ -140,3 +140,8 @@ def _pct(v) -> str:
 
 def _num(v, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _steps_text(steps) -> str:
+    return (f"{steps} steps" if steps else
+            "each run's own steps (chosen at the end of its stage 2: sample_steps.json; else its final T)")

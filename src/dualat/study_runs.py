@@ -11,7 +11,6 @@ from .config import load_config
 from .errors import DualatError
 from .evaluate.run import evaluate
 from .rundir import RunDir
-from .sampler import default_steps
 from .training import train
 from .ui import code_versions, read_log
 
@@ -96,10 +95,8 @@ def evaluate_row(run_dir: Path, checkpoint: str, sampler: str, settings: dict, s
     out = run_dir / f"eval-study-{checkpoint}-{sampler}"
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
-    cfg = load_config(run_dir / RunDir.CONFIG)
+    # pgd with no --steps: the run's own default (its sample_steps.json, else its final T; dualat.sampler)
     steps = settings["sample_steps"] if sampler == "pgd" else (settings["sgld_steps"] if sampler == "sgld" else None)
-    if sampler == "pgd" and steps is None:
-        steps = default_steps(cfg)
     return evaluate(run_dir, checkpoint, robust=robust, generative=True, ood=False, calibrate=robust,
                     norm="L2", n=settings["n_test"], pgd_steps=20, autoattack=robust and settings["n_autoattack"] > 0,
                     n_autoattack=settings["n_autoattack"] or None, n_samples=settings["n_samples"],

@@ -1,13 +1,16 @@
 """Stage 2: Dual Adversarial Training from the stage-1 model, BatchNorm frozen (method.md 2-4)."""
 from __future__ import annotations
 
+import json
 import math
 import time
 
+from ..atomic import atomic_write_text
 from ..data import BatchStream
 from ..data.transforms import make_transform
 from ..distributed import sharded_accuracy
 from ..evaluate import clean_accuracy, pgd_accuracy
+from ..evaluate.stepchoice import STEP_SWEEP_SEED_OFFSET, choose_steps, format_choice
 from ..models import freeze_batchnorm
 from ..optim import make_optimizer
 from ..rundir import RunDir
@@ -105,10 +108,29 @@ def run_stage2(run, state: dict | None = None) -> dict:
     elapsed = run_loop(dat, start, elapsed)
     if dat.iterations > 0:
         run.write(dat.ema.model.state_dict(), RunDir.EMA_WEIGHTS)
+    chosen = {}
+    if dat.iterations > 0 and run.cfg.eval.step_sweep and len(run.train_set.shape) == 3:
+        with isolated_rng():
+            chosen = {"sample_steps": record_sample_steps(run, dat)}
     best = dat.best_values
-    return {**dat.last_eval, "T_final": dat.cur.T, "wall_s": round(elapsed, 1),
+    return {**dat.last_eval, "T_final": dat.cur.T, **chosen, "wall_s": round(elapsed, 1),
             "best_fd": best["fd"] if math.isfinite(best["fd"]) else None,
             "best_robust_acc": best["robust_acc"]}
+
+
+def record_sample_steps(run, dat: DAT) -> int:
+    """Choose the sampler's steps around the final T (evaluate/stepchoice.py) with the EMA model,
+    write RUN/sample_steps.json (sample, eval and study use it by default), log and say it."""
+    probe = dat.probe or run.generation_probe()
+    cfg = run.cfg
+    choice = choose_steps(dat.ema.model, probe.features_fn, run.seeds_test, run.train_set, dat.cur.T,
+                          default_step_size(cfg), cfg.eval.step_sweep_samples, cfg.seed + STEP_SWEEP_SEED_OFFSET,
+                          autocast=run.autocast)
+    if run.dist.is_main:
+        atomic_write_text(run.dir / RunDir.SAMPLE_STEPS, json.dumps(choice, indent=1))
+    run.log.write({"event": "sample_steps", **{k: v for k, v in choice.items() if k != "protocol"}})
+    run.say(format_choice(choice))
+    return choice["sample_steps"]
 
 
 def evaluate_stage2(run, ema_model, probe, T: int, iteration: int) -> dict:
