@@ -56,8 +56,31 @@ def test_resumed_sessions_add_up_and_the_downtime_is_not_counted(tmp_path):
              "cpu_s": 40.0, "eval_wall_s": 3.0},
             {"time": 521.0, "event": "done", "cpu_s": 41.0}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    res = ttq.time_to_quality(tmp_path)
+    res = ttq.time_to_quality(tmp_path, fd_max=3.5, robust_min=0.63)
     assert res["both"] == {"iteration": 10, "wall_s": 30.0, "cpu_s": 56.0, "fd": 3.0, "robust_acc": 0.7}
     assert res["total_wall_s"] == 31.0 and res["total_cpu_s"] == 57.0
     assert res["eval_share"] == pytest.approx(5.0 / 31.0)
     assert res["precision"] == "not logged"
+
+
+def test_the_robust_bar_is_the_runs_own_stage_1_and_a_borrowed_stage_1_is_charged(tmp_path):
+    """Default bar: stage 1's robust accuracy - 1.5 points; a run from stage1.init=OTHER/stage1.pt with
+    stage1.iterations=0 gets OTHER's whole wall and CPU time added to every time it reports."""
+    parent, child = tmp_path / "s1", tmp_path / "g"
+    parent.mkdir(), child.mkdir()
+    (parent / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"time": 0.0, "event": "start", "cpu_s": 0.0}, {"time": 50.0, "event": "done", "cpu_s": 80.0}]))
+    (child / "config.yaml").write_text(f"stage1:\n  init: {parent / 'stage1.pt'}\n  iterations: 0\n")
+    (child / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"time": 100.0, "event": "start", "cpu_s": 0.0},
+        {"time": 101.0, "event": "stage1_eval", "stage": 1, "iteration": 0, "robust_acc": 0.70},
+        {"time": 110.0, "stage": 2, "iteration": 5, "event": "eval", "fd": 0.9, "robust_acc": 0.68, "cpu_s": 10.0},
+        {"time": 120.0, "stage": 2, "iteration": 10, "event": "eval", "fd": 0.8, "robust_acc": 0.69, "cpu_s": 20.0},
+        {"time": 121.0, "event": "done", "cpu_s": 21.0}]))
+    res = ttq.time_to_quality(child)
+    assert res["thresholds"]["robust_min"] == pytest.approx(0.685) and res["stage1_from"] == str(parent)
+    assert res["fd"]["iteration"] == 5 and res["robust"]["iteration"] == res["both"]["iteration"] == 10
+    assert res["both"]["wall_s"] == 70.0 and res["both"]["cpu_s"] == 100.0 and res["total_wall_s"] == 71.0
+    assert f"{parent} (50 s)" in ttq.markdown([res])
+    (child / "config.yaml").write_text("stage1:\n  iterations: 800\n")
+    assert ttq.time_to_quality(child)["stage1_from"] is None
