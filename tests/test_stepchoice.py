@@ -49,3 +49,7 @@ def test_the_sweep_can_be_turned_off(tmp_path):
     out = train("digits", args, out=tmp_path / "r", show_progress=False)
     assert not (out / "sample_steps.json").exists()
     assert load_model(out)[2]["sample_steps"] is None
+    # a finished run gets its choice afterwards by resuming it (nothing left to train)
+    train(overrides=["eval.step_sweep=true", "eval.step_sweep_samples=20"], resume=out, show_progress=False)
+    choice = json.loads((out / "sample_steps.json").read_text())
+    assert load_model(out)[2]["sample_steps"] == choice["sample_steps"] and choice["n_samples"] == 20
