@@ -7,6 +7,11 @@ seeds alone, FD after DAT, their ratio, precision, recall, sampler steps (= pass
 one forward + backward per PGD step), the final T and stage 2's wall time.
 
     python scripts/seed_ladder.py runs/g06 runs/diag06 ... [--eval eval-gen] [--md F] [--json F]
+    python scripts/seed_ladder.py --seeds-only gaussian,gaussian_diag,... [--preset fashion_mnist]
+
+--seeds-only measures the families without training: each family's size and the FD of 2,000
+class-balanced held-out seeds (sample seed 0) against the 10,000 test images in the evaluation
+network's features, the `fd_seeds` protocol of `dualat eval --generative`.
 """
 from __future__ import annotations
 
@@ -15,8 +20,15 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from dualat.config import load_config
 from dualat.data import load_split, make_seed_source
+from dualat.evaluate.extractors import make_extractor
+from dualat.evaluate.generative import dataset_features
+from dualat.metrics import frechet_distance, gaussian_stats
+from dualat.sampler import balanced_labels
 
 
 def seed_numbers(cfg) -> int:
@@ -48,13 +60,42 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def seeds_only(kinds: list[str], preset: str, n: int = 2000) -> list[dict]:
+    """Size and FD of each family's held-out seeds alone (no model)."""
+    cfg = load_config(preset)
+    train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
+    ext = make_extractor("evalnet", cfg.data)
+    ref = gaussian_stats(dataset_features(ext, test)[0])
+    labels = balanced_labels(n, train.num_classes)
+    d = int(np.prod(train.shape))
+    full = train.num_classes * (d + d * (d + 1) // 2)
+    rows = []
+    for kind in kinds:
+        src = make_seed_source(kind, tuple(train.shape), "test", train, None, cfg.seed)
+        x = src.sample(n, labels, torch.Generator().manual_seed(0))
+        feats = ext(x)[0]
+        numbers = int(getattr(src, "numbers", 0))
+        rows.append({"seeds": kind, "numbers": numbers, "fraction_of_full": numbers / full,
+                     "fd_seeds": float(frechet_distance(*gaussian_stats(feats), *ref)), "n_seeds": n, "n_ref": len(test)})
+        print(f"| {kind} | {numbers:,} | {numbers / full:.4f} | {rows[-1]['fd_seeds']:.2f} |", flush=True)
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("runs", nargs="*", type=Path)
+    p.add_argument("--seeds-only", default=None, help="comma-separated seed families to measure without training")
+    p.add_argument("--preset", default="fashion_mnist", help="the preset whose data --seeds-only uses")
     p.add_argument("--eval", default="eval-gen", help="the eval folder inside each run (default eval-gen)")
     p.add_argument("--md", type=Path)
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
+    if a.seeds_only:
+        print("| seeds | fitted numbers | of the full Gaussian | FD of the seeds |\n|---|---|---|---|")
+        rows = seeds_only(a.seeds_only.split(","), a.preset)
+        if a.json:
+            a.json.write_text(json.dumps(rows, indent=1))
+        return rows
     cfg = load_config(a.runs[0] / "config.yaml")
     train = load_split(cfg.data, "train")
     d = 1
