@@ -22,8 +22,8 @@ from .training import train, train_evalnet
 
 
 def _eval(args) -> int:
-    chosen = {f: getattr(args, f) for f in ("robust", "generative", "ood", "calibration")}
-    every = not any(chosen.values())
+    chosen = {f: getattr(args, f) for f in ("robust", "generative", "ood", "calibration", "counterfactuals")}
+    every = not any(chosen.values())  # the first four; counterfactuals only when asked for
     out = args.out or default_output(args.source, "eval", args.checkpoint, stamped=False)
     result = evaluate(args.source, args.checkpoint, robust=every or chosen["robust"],
                       generative=every or chosen["generative"], ood=every or chosen["ood"],
@@ -37,7 +37,9 @@ def _eval(args) -> int:
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
                       out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
-                      seeds=args.seeds, amp=_amp(args.amp))
+                      seeds=args.seeds, amp=_amp(args.amp), counterfactuals=chosen["counterfactuals"],
+                      cf_n=args.cf_n, cf_target=args.cf_target, radii=_numbers(args.radii, float, "--radii"),
+                      cf_steps=args.cf_steps, judge=args.judge)
     if _reports():
         print(format_table(result))
         if "generative_sweep" in result:
