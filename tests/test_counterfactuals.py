@@ -43,10 +43,12 @@ def test_explain_writes_counterfactuals_npz(run, tmp_path):
         assert f["inputs"].shape == (3, 1, 8, 8) and f["labels"].shape == (3,) and f["input_probs"].shape == (3, 10)
         assert f["counterfactuals"].shape == (2, pairs, 1, 8, 8)
         assert f["confidences"].shape == f["predictions"].shape == f["distances"].shape == (2, pairs)
-        assert f["targets"].shape == f["input_index"].shape == (pairs,) and list(f["radii"]) == pytest.approx([0.1, 0.3])
+        assert f["targets"].shape == f["input_index"].shape == (pairs,)
+        assert list(f["radii"]) == pytest.approx([0.1, 0.3])
         assert (f["distances"] <= f["radii"][:, None] + 1e-4).all()
         first = record["inputs"][0]["targets"][0]
-        assert f["targets"][0] == first["target"] and f["confidences"][1, 0] == pytest.approx(first["radii"][1]["confidence"])
+        assert f["targets"][0] == first["target"]
+        assert f["confidences"][1, 0] == pytest.approx(first["radii"][1]["confidence"])
 
 
 def test_self_judged_validity_equals_model_validity(self_judged):
@@ -119,3 +121,11 @@ def test_bad_arguments_get_one_error_line(run, five_class_run, tmp_path, capsys,
                "--out", str(tmp_path), "--quiet"] + args)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("dualat: error:") and needle in err[0], err
+
+
+def test_comparison_table_has_a_row_per_model_and_radius(self_judged):
+    from dualat.evaluate.cftable import comparison_markdown
+    c = self_judged[0]["counterfactuals"]
+    lines = comparison_markdown({"a": [c], "b": [c, c]}).splitlines()
+    assert len(lines) == 2 + 2 * 3 and lines[2].startswith("| a | inputs |") and lines[-1].startswith("| b | 0.6 |")
+    assert "±" in lines[-1] and "±" not in lines[2]

@@ -133,7 +133,8 @@ def _study(args) -> int:
     abl = True if args.ablations == "all" else [] if args.ablations == "none" else args.ablations.split(",")
     out = study(args.config, args.seeds, args.out, args.overrides, n_autoattack=args.n_autoattack,
                 n_samples=args.n_samples, n_ref=args.n_ref, n_test=args.n_test, sample_steps=args.steps,
-                sgld_steps=args.sgld_steps, ablations=abl, show_progress=not args.quiet)
+                sgld_steps=args.sgld_steps, ablations=abl, show_progress=not args.quiet,
+                counterfactuals=args.counterfactuals)
     print(f"study: {out / 'results.md'}, {out / 'report.html'}")
     return 0
 

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--n-test", type=count, default=None, help="test images for clean / PGD accuracy (default all)")
     st.add_argument("--steps", type=count0, default=None, help="PGD-sampler steps (default stage2.t_max)")
     st.add_argument("--sgld-steps", type=count0, default=None, help="fresh JEM chains' steps (default stage2.t_max)")
+    st.add_argument("--counterfactuals", action="store_true", help="also measure every model's counterfactuals "
+                    "(dualat eval --counterfactuals at 1, 2, 3 x the L2 training eps, the same images and targets)")
     st.add_argument("--ablations", default="all", help="all, none, or comma-separated names "
                     "(auc_threshold_0.6, t_max_20, batchnorm_active, noise_seeds)")
     st.add_argument("--quiet", action="store_true")

@@ -86,7 +86,7 @@ def load_judge(spec, evalnet, num_classes: int, shape, device):
     """(judge network in eval mode, its description): the evaluation network, or any run /
     checkpoint the loader accepts, which must take the same inputs and classes."""
     if spec is None:
-        return evalnet.net, f"the evaluation network ({evalnet.description})"
+        return evalnet.net, evalnet.description
     net, cfg, info = load_model(spec, device=device)
     got = data_info(cfg.data)
     if got["num_classes"] != num_classes:
@@ -175,7 +175,8 @@ def protocol(o: CounterfactualOptions, res: dict, n_test: int, weights: str) -> 
             f"p(target|x), {res['steps']} steps of 5 x radius / steps inside each L2 ball and [0,1], radii "
             f"{', '.join(f'{r:g}' for r in res['radii'])}; radius 0 = the inputs themselves; {weights}. "
             f"flip_rate / target_prob: argmax = target and mean p(target) under the explained model; judge_*: the same "
-            f"under the judge, {res['judge']}, clean accuracy {res['judge_clean_acc']:.4f} on the {n_test} test images; "
+            f"under the judge, {res['judge']}, clean accuracy {res['judge_clean_acc']:.4f} on the {n_test} test "
+            f"images; "
             f"l2, l1: mean distance to the input; changed_frac: mean fraction of pixels changed by more than {CHANGED} "
             f"in some channel; fd: Frechet distance in evaluation-network features between the counterfactuals toward "
             f"class c and the test images of class c that are not inputs, averaged over c weighted by the number of "
