@@ -129,3 +129,39 @@ def test_comparison_table_has_a_row_per_model_and_radius(self_judged):
     lines = comparison_markdown({"a": [c], "b": [c, c]}).splitlines()
     assert len(lines) == 2 + 2 * 3 and lines[2].startswith("| a | inputs |") and lines[-1].startswith("| b | 0.6 |")
     assert "±" in lines[-1] and "±" not in lines[2]
+
+
+def test_study_evaluation_is_cached_in_the_run(run, self_judged, tmp_path):
+    """`dualat study --counterfactuals`'s piece of work on one model: wrong-judge targets, cached."""
+    import shutil
+
+    from dualat.study_runs import evaluate_counterfactuals
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    r = evaluate_counterfactuals(copy, "ema", {"cf_radii": [0.3]}, show_progress=False)
+    c = r["counterfactuals"]
+    assert c["target"] == "wrong-judge" and [row["radius"] for row in c["rows"]] == [0.0, 0.3]
+    written = copy / "eval-study-ema-counterfactuals" / "metrics.json"
+    stamp = written.stat().st_mtime_ns
+    assert evaluate_counterfactuals(copy, "ema", {"cf_radii": [0.3]}, False)["counterfactuals"] == c
+    assert written.stat().st_mtime_ns == stamp
+
+
+def test_cf_compare_script_table_and_figure(run, self_judged, tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import cf_compare
+    out = tmp_path / "cmp"
+    assert cf_compare.main(["--model", f"dat={run}", "--model", f"stage1={run}@stage1", "--radii", "0.2", "0.5",
+                            "--n", "20", "--steps", "3", "--out", str(out), "--quiet"]) == 0
+    md = (out / "cf_compare.md").read_text()
+    assert "| dat | 0.5 |" in md and "| stage1 | inputs |" in md and "wrong class" in md
+    saved = json.loads((out / "cf_compare.json").read_text())
+    assert saved["radii"] == [0.2, 0.5] and saved["models"]["stage1"]["checkpoint"] == "stage1"
+    with Image.open(out / "cf_compare.png") as im:       # 8 rows of 72-px cells, 3 columns
+        assert im.size[0] >= 3 * 72 and im.size[1] >= 8 * 72
+    assert cf_compare.main(["--model", f"{run}", "--out", str(out)]) == 2
+    assert "LABEL=SOURCE" in capsys.readouterr().err

@@ -59,8 +59,10 @@ def check_counterfactual_options(o: CounterfactualOptions, num_classes: int | No
 
 
 def balanced_indices(labels: torch.Tensor, n: int, k: int) -> torch.Tensor:
-    """The first n // k (+1 for the first n % k classes) test indices of each class, in test order."""
-    picked = [(labels == c).nonzero().view(-1)[:n // k + (c < n % k)] for c in range(k)]
+    """The first n // k (+1 for the first n % k classes) test indices of each class, in test order,
+    but at most half of a class's images: the rest are the real images the realism numbers need."""
+    rows = [(labels == c).nonzero().view(-1) for c in range(k)]
+    picked = [r[:min(n // k + (c < n % k), len(r) // 2)] for c, r in enumerate(rows)]
     return torch.cat(picked).sort().values
 
 
@@ -170,7 +172,8 @@ def protocol(o: CounterfactualOptions, res: dict, n_test: int, weights: str) -> 
     target = {"wrong": "the explained model's most likely class other than the label",
               "wrong-judge": "the judge's most likely class other than the label (the same for every model)",
               "true": "the label", "all": "every class but the label"}.get(res["target"], f"class {res['target']}")
-    return (f"{res['n_images']} class-balanced test images (the first of each class), target = {target} "
+    return (f"{res['n_images']} class-balanced test images (the first of each class, at most half of a class), "
+            f"target = {target} "
             f"({res['n_pairs']} counterfactuals per radius); counterfactuals by dualat explain's targeted PGD on log "
             f"p(target|x), {res['steps']} steps of 5 x radius / steps inside each L2 ball and [0,1], radii "
             f"{', '.join(f'{r:g}' for r in res['radii'])}; radius 0 = the inputs themselves; {weights}. "
