@@ -114,11 +114,13 @@ def five_class_run(tmp_path_factory, one_thread):  # noqa: F811
     (["--radii", "0"], "--radii must be positive"),
     (["--radii", "0.5", "-1"], "--radii must be positive"),
     (["--judge", "FIVE"], "has 5 classes, the explained model 10"),
+    (["NOFAMILY", "--robust"], "add --counterfactuals"),
 ])
 def test_bad_arguments_get_one_error_line(run, five_class_run, tmp_path, capsys, args, needle):
     args = [str(five_class_run) if a == "FIVE" else a for a in args]
-    rc = main(["eval", str(run), "--counterfactuals", "--cf-n", "10", "--cf-steps", "2", "--radii", "0.2",
-               "--out", str(tmp_path), "--quiet"] + args)
+    family = [] if "NOFAMILY" in args else ["--counterfactuals"]
+    rc = main(["eval", str(run), "--cf-n", "10", "--cf-steps", "2", "--radii", "0.2", "--out", str(tmp_path),
+               "--quiet"] + family + [a for a in args if a != "NOFAMILY"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("dualat: error:") and needle in err[0], err
 

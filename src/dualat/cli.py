@@ -38,8 +38,8 @@ def _eval(args) -> int:
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
                       out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
                       seeds=args.seeds, amp=_amp(args.amp), counterfactuals=chosen["counterfactuals"],
-                      cf_n=args.cf_n, cf_target=args.cf_target, radii=_numbers(args.radii, float, "--radii"),
-                      cf_steps=args.cf_steps, judge=args.judge)
+                      **_given(cf_n=args.cf_n, cf_target=args.cf_target, radii=_numbers(args.radii, float, "--radii"),
+                               cf_steps=args.cf_steps, judge=args.judge))
     if _reports():
         print(format_table(result))
         if "generative_sweep" in result:
@@ -48,6 +48,11 @@ def _eval(args) -> int:
             files = sorted(p.name for p in Path(out).iterdir() if p.name != "metrics.json") if Path(out).is_dir() else []
             print(f"written: {Path(out) / 'metrics.json'}" + (f" (and {', '.join(files)} beside it)" if files else ""))
     return 0
+
+
+def _given(**options) -> dict:
+    """The options given on the command line (None: the library's default)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _train(args) -> int:

@@ -47,12 +47,12 @@ def _counterfactual_options(v) -> None:
     """`dualat eval --counterfactuals` and its settings (evaluate/counterfactuals.py)."""
     v.add_argument("--counterfactuals", action="store_true", help="counterfactual explanations measured: validity "
                    "under the model and an independent judge, closeness, realism (FD, k-NN ratio, IM1/IM2)")
-    v.add_argument("--cf-n", type=count, default=500, help="class-balanced test images to explain (default 500)")
-    v.add_argument("--cf-target", default="wrong", help="wrong (the model's most likely wrong class, default), "
+    v.add_argument("--cf-n", type=count, default=None, help="class-balanced test images to explain (default 500)")
+    v.add_argument("--cf-target", default=None, help="wrong (the model's most likely wrong class, default), "
                    "wrong-judge (the judge's: the same targets for every model), true, all, or a class index")
     v.add_argument("--radii", nargs="+", default=None, help="L2 radii (default: dualat explain's, 1..6 x the run's "
                    "L2 training eps)")
-    v.add_argument("--cf-steps", type=count, default=50, help="PGD steps per radius (default 50)")
+    v.add_argument("--cf-steps", type=count, default=None, help="PGD steps per radius (default 50)")
     v.add_argument("--judge", default=None, metavar="PATH", help="run directory / checkpoint / pretrained:NAME that "
                    "judges the counterfactuals (default: the evaluation network)")
 

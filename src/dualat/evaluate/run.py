@@ -30,7 +30,7 @@ from .counterfactuals import check_counterfactual_options, counterfactual_family
 from .cost import parse_steps
 from .families import budgets, calibration_family, ood_family, robust_family
 from .generation import SAMPLERS, check_generative_options, generative_family
-from .options import Target, split_options
+from .options import CounterfactualOptions, Target, split_options
 from .report import format_table
 
 FAMILIES = ("robust", "generative", "ood", "calibration", "counterfactuals")
@@ -83,6 +83,9 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
         check_seed_name(g.seeds)
     if counterfactuals:
         check_counterfactual_options(opts["counterfactuals"])
+    elif opts["counterfactuals"] != CounterfactualOptions():
+        raise DualatError("--cf-n, --cf-target, --radii, --cf-steps and --judge set the counterfactual family; "
+                          "add --counterfactuals")
     if g.sweep_steps is not None:
         g.sweep_steps = parse_steps(g.sweep_steps)
         if not generative:
