@@ -61,9 +61,12 @@ class KNNRatio:
         self.r = {c: float(_knn_mean(v, v, k, True).mean()) for c, v in self.real.items() if len(v) > 1}
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> float:
-        """Mean ratio over images x (P, C, H, W) toward targets (P,)."""
+        """Mean ratio over images x (P, C, H, W) toward targets (P,); NaN where a target class has
+        fewer than 2 real images."""
         ratios = []
         for c in targets.unique().tolist():
+            if c not in self.r:
+                return float("nan")
             rows = x[targets == c].flatten(1).double()
             ratios.append(_knn_mean(rows, self.real[c], self.k, False) / self.r[c])
         return float(torch.cat(ratios).mean())
