@@ -22,8 +22,8 @@ from .training import train, train_evalnet
 
 
 def _eval(args) -> int:
-    chosen = {f: getattr(args, f) for f in ("robust", "generative", "ood", "calibration")}
-    every = not any(chosen.values())
+    chosen = {f: getattr(args, f) for f in ("robust", "generative", "ood", "calibration", "counterfactuals")}
+    every = not any(chosen.values())  # the first four; counterfactuals only when asked for
     out = args.out or default_output(args.source, "eval", args.checkpoint, stamped=False)
     result = evaluate(args.source, args.checkpoint, robust=every or chosen["robust"],
                       generative=every or chosen["generative"], ood=every or chosen["ood"],
@@ -37,7 +37,9 @@ def _eval(args) -> int:
                       inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
                       n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
                       out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
-                      seeds=args.seeds, amp=_amp(args.amp))
+                      seeds=args.seeds, amp=_amp(args.amp), counterfactuals=chosen["counterfactuals"],
+                      **_given(cf_n=args.cf_n, cf_target=args.cf_target, radii=_numbers(args.radii, float, "--radii"),
+                               cf_steps=args.cf_steps, judge=args.judge))
     if _reports():
         print(format_table(result))
         if "generative_sweep" in result:
@@ -46,6 +48,11 @@ def _eval(args) -> int:
             files = sorted(p.name for p in Path(out).iterdir() if p.name != "metrics.json") if Path(out).is_dir() else []
             print(f"written: {Path(out) / 'metrics.json'}" + (f" (and {', '.join(files)} beside it)" if files else ""))
     return 0
+
+
+def _given(**options) -> dict:
+    """The options given on the command line (None: the library's default)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _train(args) -> int:
@@ -131,7 +138,8 @@ def _study(args) -> int:
     abl = True if args.ablations == "all" else [] if args.ablations == "none" else args.ablations.split(",")
     out = study(args.config, args.seeds, args.out, args.overrides, n_autoattack=args.n_autoattack,
                 n_samples=args.n_samples, n_ref=args.n_ref, n_test=args.n_test, sample_steps=args.steps,
-                sgld_steps=args.sgld_steps, ablations=abl, show_progress=not args.quiet)
+                sgld_steps=args.sgld_steps, ablations=abl, show_progress=not args.quiet,
+                counterfactuals=args.counterfactuals)
     print(f"study: {out / 'results.md'}, {out / 'report.html'}")
     return 0
 

@@ -43,6 +43,20 @@ def _amp_and_quiet(p) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def _counterfactual_options(v) -> None:
+    """`dualat eval --counterfactuals` and its settings (evaluate/counterfactuals.py)."""
+    v.add_argument("--counterfactuals", action="store_true", help="counterfactual explanations measured: validity "
+                   "under the model and an independent judge, closeness, realism (FD, k-NN ratio, IM1/IM2)")
+    v.add_argument("--cf-n", type=count, default=None, help="class-balanced test images to explain (default 500)")
+    v.add_argument("--cf-target", default=None, help="wrong (the model's most likely wrong class, default), "
+                   "wrong-judge (the judge's: the same targets for every model), true, all, or a class index")
+    v.add_argument("--radii", nargs="+", default=None, help="L2 radii (default: dualat explain's, 1..6 x the run's "
+                   "L2 training eps)")
+    v.add_argument("--cf-steps", type=count, default=None, help="PGD steps per radius (default 50)")
+    v.add_argument("--judge", default=None, metavar="PATH", help="run directory / checkpoint / pretrained:NAME that "
+                   "judges the counterfactuals (default: the evaluation network)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="dualat", description="Dual Adversarial Training: robust classifier + generator + explainer")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=Parser)
@@ -73,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--steps", type=count0, default=None, help="PGD-sampler steps (default: each run's chosen steps, "
                     "sample_steps.json, else its final T)")
     st.add_argument("--sgld-steps", type=count0, default=None, help="fresh JEM chains' steps (default stage2.t_max)")
+    st.add_argument("--counterfactuals", action="store_true", help="also measure every model's counterfactuals "
+                    "(dualat eval --counterfactuals at 1, 2, 3 x the L2 training eps, the same images and targets)")
     st.add_argument("--ablations", default="all", help="all, none, or comma-separated names "
                     "(auc_threshold_0.6, t_max_20, batchnorm_active, noise_seeds)")
     st.add_argument("--quiet", action="store_true")
@@ -82,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="page path (default RUN_DIR/report.html; images go to <stem>_files/ beside it)")
 
     v = sub.add_parser("eval", help="robustness, sample quality, OOD detection and calibration of a trained model",
-                       description="Families run: those selected, or all four when none is selected.")
+                       description="Families run: those selected, or the first four when none is selected "
+                       "(--counterfactuals only when asked for).")
     v.add_argument("source", help="run directory, checkpoint file or pretrained:fashion-mnist")
     v.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
     v.add_argument("--robust", action="store_true", help="clean, PGD (L2 and Linf) and optionally AutoAttack accuracy")
@@ -126,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--n-ood", type=count, default=2000, help="images per OOD set")
     v.add_argument("--ood-eps", default=None, help="L2 radius of the adversarial OOD push (default: the L2 eps)")
     v.add_argument("--ood-root", default=None, metavar="DIR", help="folder of the sibling dataset (e.g. MNIST files)")
+    _counterfactual_options(v)
     v.add_argument("--out", help="folder for metrics.json, samples, reference statistics and the reliability "
                    "diagram (default RUN/eval-<checkpoint>, or eval-<file stem> beside a checkpoint file)")
     _amp_and_quiet(v)

@@ -52,6 +52,12 @@ def default_radii(shape, train_eps: float | None = None) -> list[float]:
     return [max(0.01, round(r * scale, 2)) for r in PAPER_RADII]
 
 
+def run_radii(cfg, shape) -> list[float]:
+    """`default_radii` of a run: with its L2 training radius (threat.eps) when it trained under L2."""
+    a = cfg.threat
+    return default_radii(shape, a.eps if a.norm.upper() == "L2" else None)
+
+
 @dataclass
 class Explanation:
     """Counterfactuals of N inputs for R radii.
@@ -134,7 +140,8 @@ def explain_to_dir(source, images: str, target: str | None = None, radii=None, s
                    momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256, device=None,
                    show_progress: bool = True, command=None, amp=None) -> dict:
     """`dualat explain`: counterfactuals of test images / files from a run; writes one figure per
-    input (explain_<name>.png) and explain.json into `out` (default RUN_DIR/explain-<checkpoint>-<time>).
+    input (explain_<name>.png), explain.json and counterfactuals.npz into `out` (default
+    RUN_DIR/explain-<checkpoint>-<time>).
 
     Default radii: `default_radii` with the run's L2 training radius (threat.eps) when it
     trained under L2. amp: None (the run's own setting), False, True or "auto": the arithmetic of
@@ -169,8 +176,7 @@ def counterfactuals(source, images: str, target: str | None = None, radii=None, 
     k = p0.shape[1]
     pred = p0.argmax(1)
     pairs = [(i, kind, c) for i in range(len(x)) for kind, c in parse_targets(target, int(labels[i]), int(pred[i]), k)]
-    a = cfg.threat
-    radii = list(radii) if radii is not None else default_radii(shape, a.eps if a.norm.upper() == "L2" else None)
+    radii = list(radii) if radii is not None else run_radii(cfg, shape)
     e = explain(model, x[[i for i, _, _ in pairs]], torch.tensor([c for _, _, c in pairs]), radii, steps,
                 step_factor, momentum, batch_size, dev, show_progress, autocast)
     names_k = getattr(open_test(), "classes", None) if any(label >= 0 for label in labels.tolist()) else None

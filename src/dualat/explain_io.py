@@ -138,9 +138,9 @@ def figure(x, cfs, confs, radii, targets, title, class_names):
 
 
 def write_explanations(out, c: dict, settings: dict) -> dict:
-    """One figure per input (explain_<name>.png) and explain.json in `out`, from the result of
-    explain.counterfactuals; `settings` (images, target, steps, step, momentum, command) go into
-    the record. Returns the explain.json record."""
+    """One figure per input (explain_<name>.png), explain.json and counterfactuals.npz (the
+    counterfactuals as data) in `out`, from the result of explain.counterfactuals; `settings`
+    (images, target, steps, step, momentum, command) go into the record. Returns the record."""
     x, labels, names, sources, p0, pred = c["x"], c["labels"], c["names"], c["sources"], c["p0"], c["pred"]
     pairs, radii, e, names_k = c["pairs"], c["radii"], c["e"], c["class_names"]
     out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +166,28 @@ def write_explanations(out, c: dict, settings: dict) -> dict:
               "target": settings["target"], "radii": [float(r) for r in radii], "steps": settings["steps"],
               "step": settings["step"], "momentum": settings["momentum"], "torch": torch.__version__,
               "compute_dtype": {"counterfactuals": c["dtype"], "confidences": "float32"}, "command": settings["command"], "time": datetime.datetime.now().isoformat(timespec="seconds"),
-              "out": str(out), "inputs": entries}
+              "out": str(out), "data": "counterfactuals.npz", "inputs": entries}
     (out / "explain.json").write_text(json.dumps(record, indent=1))
+    save_counterfactuals(out / "counterfactuals.npz", x, labels, [i for i, _, _ in pairs], e, p0,
+                         kinds=[k for _, k, _ in pairs], sources=sources)
     return record
+
+
+def save_counterfactuals(path, x, labels, input_index, e, p0, kinds=None, sources=None) -> None:
+    """counterfactuals.npz (docs/guide.md lists its keys): M inputs, P (input, target) pairs, R
+    radii. x (M, C, H, W) in [0, 1]; labels (M,) (-1 = unknown); input_index (P,) which input each
+    pair explains; e: the explain.Explanation of the P pairs; p0 (M, K) the model's probabilities
+    of the inputs; kinds (P,) how each target was named; sources (M,) where each input came from."""
+    p0 = torch.as_tensor(p0).float()
+    arrays = {
+        "inputs": x.float().numpy(), "labels": torch.as_tensor(labels).long().numpy(),
+        "input_probs": p0.numpy(), "input_predictions": p0.argmax(1).numpy(),
+        "input_index": torch.as_tensor(input_index).long().numpy(), "targets": e.targets.long().numpy(),
+        "radii": e.radii.float().numpy(), "counterfactuals": e.counterfactuals.float().numpy(),
+        "confidences": e.confidences.float().numpy(), "predictions": e.predictions.long().numpy(),
+        "distances": e.distances.float().numpy(), "original_confidence": e.original_confidence.float().numpy()}
+    if kinds is not None:
+        arrays["target_kinds"] = np.array(kinds, dtype=str)
+    if sources is not None:
+        arrays["sources"] = np.array(sources, dtype=str)
+    np.savez_compressed(path, **arrays)

@@ -146,9 +146,11 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
     if curves_only:
         return summary
     # evaluations written by `dualat eval`
-    results = []
+    results, cf_tables = [], []
     for path in sorted(run_dir.glob("eval-*/metrics.json")):
         r = json.loads(path.read_text())
+        if r.get("counterfactuals"):
+            cf_tables.append(counterfactual_table(path.parent.name, r))
         ck = r.get("checkpoint") or {}
         results.append({"name": path.parent.name, "weights": f"{ck.get('checkpoint', '?')} {str(ck.get('sha256', ''))[:8]}",
                         **{k: v for k, v in r.items() if not isinstance(v, (dict, list))}})
@@ -157,6 +159,7 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
         protocols = sorted({r[k] for r in results for k in r if k.endswith("_protocol")})
         page.add("<details><summary>protocols</summary><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in protocols)
                  + "</ul></details>")
+    page.add("".join(cf_tables))
     figs = []
     for path in sorted(run_dir.glob("eval-*/samples.png")):
         figs.append(page.image(path, f"samples ({path.parent.name})", prefix + path.parent.name, width=400))
@@ -174,6 +177,16 @@ def run_sections(page: Page, run_dir: Path, label: str = "", prefix: str = "", c
     if figs:
         page.add("<h3>Images</h3><div class='figs'>" + "".join(figs) + "</div>")
     return summary
+
+
+def counterfactual_table(name: str, r: dict) -> str:
+    """The counterfactual family of one metrics.json: one row per radius (0 = the inputs themselves)."""
+    c = r["counterfactuals"]
+    rows = [{**row, "radius": "inputs" if row["radius"] == 0 else row["radius"]} for row in c["rows"]]
+    return (f"<h3>Counterfactuals measured ({html.escape(name)})</h3><p class='note'>judge clean accuracy "
+            f"{_fmt(c['judge_clean_acc'])}, fd_floor {_fmt(c['fd_floor'])}, knn_ratio_floor "
+            f"{_fmt(c['knn_ratio_floor'])}; protocol: {html.escape(r.get('counterfactuals_protocol', ''))}</p>"
+            + table_html(rows, [k for k in rows[0] if k != "radius"], first="radius"))
 
 
 def report(run_dir, out=None) -> Path:
@@ -194,4 +207,4 @@ def _toy2d_landscape(run_dir: Path) -> None:
         landscape(run_dir)
 
 
-__all__ = ["report", "run_sections", "Page", "svg_curve", "table_html"]
+__all__ = ["report", "run_sections", "Page", "svg_curve", "table_html", "counterfactual_table"]

@@ -24,12 +24,15 @@ import numpy as np
 import torch
 
 from .config import load_config, to_dict
+from .data import data_info
 from .errors import DualatError
-from .explain import explain_to_dir
+from .evaluate.cftable import comparison_markdown
+from .explain import explain_to_dir, run_radii
 from .rundir import RunDir
 from .sampler import default_step_size
 from .study_report import cell, results_markdown, study_report
-from .study_runs import divergence, ensure_run, evaluate_row, finished, passes_and_wall, provenance, say
+from .study_runs import (divergence, ensure_run, evaluate_counterfactuals, evaluate_row, finished, passes_and_wall,
+                         provenance, say)
 from .worklock import claim
 
 # (row name, run folder, checkpoint, sampler)
@@ -78,10 +81,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 1000, n_samples: int = 2000,
           n_ref: int = 10000, n_test: int | None = None, sample_steps: int | None = None,
           sample_step_size: float | None = None, sgld_steps: int | None = None, ablations=True,
-          show_progress: bool = True) -> Path:
+          show_progress: bool = True, counterfactuals: bool = False) -> Path:
     """Run (or continue) the study; returns OUT. See the module docstring for what it does.
 
     ablations: True (all of ABLATIONS), False, or a list of ABLATIONS names.
+    counterfactuals: also the counterfactual family of every model (not the fresh-chain JEM row:
+    the same weights) at 1, 2, 3 x the L2 training eps, toward the judge's most likely wrong
+    class, so that every model explains the same images toward the same targets; cached in
+    RUN/eval-study-<checkpoint>-counterfactuals, tabled in results.md.
     """
     if seeds < 1:
         raise DualatError(f"--seeds must be at least 1, got {seeds}")
@@ -98,11 +105,13 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
         ("n-autoattack", n_autoattack, 1000), ("n-samples", n_samples, 2000), ("n-ref", n_ref, 10000),
         ("n-test", n_test, None), ("steps", sample_steps, None), ("sgld-steps", sgld_steps, None),
         ("ablations", "none" if not names else ",".join(names), ",".join(ABLATIONS))) if value != default]
+    options += ["--counterfactuals"] if counterfactuals else []
     if sample_step_size:
         options.append(f"(sample_step_size={sample_step_size:g}, Python API only)")
     settings = {"options": options, "n_autoattack": n_autoattack, "n_samples": n_samples, "n_ref": n_ref, "n_test": n_test,
                 "sample_steps": sample_steps, "sample_step_size": step_size,  # None: each run's own steps
-                "sgld_steps": sgld_steps or base.stage2.t_max}
+                "sgld_steps": sgld_steps or base.stage2.t_max, "counterfactuals": counterfactuals,
+                "cf_radii": run_radii(base, data_info(base.data)["shape"])[:3] if counterfactuals else None}
     t0 = time.time()
     while True:
         busy: list[str] = []
@@ -119,9 +128,17 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
                "ablations": abl, "provenance": {str(r.relative_to(out)): provenance(r) for r in runs}, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
                "study_wall_s_this_session": round(time.time() - t0, 1)}
+    if counterfactuals:
+        results["counterfactuals"] = {name: [r.get("counterfactuals") for r in rows] for name, rows in per_row.items()}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     view = table_view(results)
-    (out / "results.md").write_text(results_markdown(results, view, config, overrides, out))
+    md = results_markdown(results, view, config, overrides, out)
+    if counterfactuals:
+        md += (f"\n## Counterfactuals measured\n\nL2 radii {settings['cf_radii']}, the same images and targets (the "
+               "judge's most likely wrong class) for every model; protocol in each model's "
+               "RUN/eval-study-<checkpoint>-counterfactuals/metrics.json\n\n"
+               + comparison_markdown(results["counterfactuals"]))
+    (out / "results.md").write_text(md)
     explain_for_report(out)
     study_report(out, results, view)
     return out
@@ -176,6 +193,11 @@ def _seeds_pass(config, overrides, out: Path, seeds: int, settings: dict, busy: 
             per_row[name].append({**{k: r.get(k) for k, *_ in COLUMNS}, "passes_M": passes / 1e6,
                                   "wall_min": wall / 60, "diverged": 1.0 if div else 0.0,
                                   "diverged_at": div and div.get("iteration"), "seed": s, "run": str(run_dir)})
+            if settings["counterfactuals"] and r and sampler != "sgld":
+                cf = _share(out, f"seed{s}-{folder}-{checkpoint}-cf",
+                            f"seed{s}/{folder} counterfactuals ({checkpoint})", busy, lambda: evaluate_counterfactuals(run_dir, checkpoint, settings, show_progress),
+                            cached=run_dir / f"eval-study-{checkpoint}-counterfactuals" / "metrics.json") or {}
+                per_row[name][-1]["counterfactuals"] = cf.get("counterfactuals")
     for fresh, buffer in zip(per_row["JEM (fresh SGLD chains)"], per_row["JEM (replay buffer)"]):
         for k in SHARED_BY_JEM_ROWS:
             fresh[k] = buffer.get(k)

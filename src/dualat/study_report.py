@@ -8,6 +8,7 @@ import math
 import re
 from pathlib import Path
 
+from .evaluate.cftable import comparison_markdown
 from .report import Page, run_sections
 from .rundir import RunDir
 
@@ -46,6 +47,11 @@ def study_report(out: Path, results: dict, view: dict | None = None) -> Path:
         page.add("<h2>Counterfactual explanations (seed 0)</h2><p class='note'>Each row moves a misclassified "
                  "test image toward a class inside L2 balls of growing radius; p(target) above each image.</p>"
                  "<div class='figs'>" + "".join(figs) + "</div>")
+    if results.get("counterfactuals"):
+        page.add("<h2>Counterfactuals measured</h2><p class='note'>L2 radii "
+                 f"{html.escape(str(results['settings'].get('cf_radii')))}; the same images and targets for every "
+                 "model; protocol in each RUN/eval-study-&lt;checkpoint&gt;-counterfactuals/metrics.json</p><pre>"
+                 + html.escape(comparison_markdown(results["counterfactuals"])) + "</pre>")
     rel = dat / "eval-study-ema-pgd" / "reliability.png"
     if rel.is_file():
         page.add("<h2>Calibration (DAT, seed 0)</h2><div class='figs'>"

@@ -103,3 +103,14 @@ def evaluate_row(run_dir: Path, checkpoint: str, sampler: str, settings: dict, s
                     steps=steps, step_size=settings["sample_step_size"] if sampler == "pgd" else None,
                     ref_split="test", n_ref=settings["n_ref"], sampler=sampler, out=out,
                     show_progress=show_progress)
+
+
+def evaluate_counterfactuals(run_dir: Path, checkpoint: str, settings: dict, show_progress: bool) -> dict:
+    """The counterfactual family of one model (cached in RUN/eval-study-<checkpoint>-counterfactuals):
+    the study's radii, targets = the judge's most likely wrong class (the same for every model)."""
+    out = run_dir / f"eval-study-{checkpoint}-counterfactuals"
+    if (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    return evaluate(run_dir, checkpoint, robust=False, generative=False, ood=False, calibrate=False,
+                    counterfactuals=True, cf_target="wrong-judge", radii=settings["cf_radii"], out=out,
+                    show_progress=show_progress)

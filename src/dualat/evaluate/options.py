@@ -61,10 +61,23 @@ class CalibrationOptions:
     n_bins: int = 15
 
 
+@dataclass
+class CounterfactualOptions:
+    """Counterfactuals of class-balanced test images, judged by an independent classifier
+    (evaluate/counterfactuals.py)."""
+    cf_n: int = 500                     # test images, class-balanced
+    cf_target: str | int = "wrong"      # wrong, wrong-judge, true, all or a class index
+    radii: list[float] | str | None = None  # L2 radii (default: `dualat explain`'s radii of the run)
+    cf_steps: int = 50                  # PGD steps per radius (explain's step rule: 5 x radius / steps)
+    judge: str | None = None            # a run / checkpoint the loader accepts (default: the evaluation network)
+    cf_k: int = 5                       # neighbours of the k-NN distance ratio
+    ae_iterations: int = 300            # training steps of each IM1/IM2 autoencoder (first use only)
+
+
 FAMILY_OPTIONS = {"robust": RobustOptions, "generative": GenerativeOptions, "ood": OODOptions,
-                  "calibrate": CalibrationOptions}
+                  "calibrate": CalibrationOptions, "counterfactuals": CounterfactualOptions}
 COUNTS = ("pgd_steps", "restarts", "aa_n_iter", "n_autoattack", "n_samples", "n_ref", "k", "is_splits", "n_ood",
-          "ood_steps", "n_bins")  # whole numbers >= 1 where given
+          "ood_steps", "n_bins", "cf_n", "cf_steps", "cf_k", "ae_iterations")  # whole numbers >= 1 where given
 
 
 def split_options(options: dict) -> dict:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import textwrap
 
+from .counterfactuals import format_counterfactuals
+
 BLOCKS = [
     ("robustness", ["clean_acc", "pgd_L2_acc", "pgd_Linf_acc", "robust_acc", "autoattack_clean_acc",
                     "autoattack_L2_acc", "autoattack_Linf_acc"],
@@ -11,6 +13,7 @@ BLOCKS = [
                             "class_agreement", "fd_floor_train_vs_test", "fd_seeds"], ["generative_protocol"]),
     ("OOD detection (AUROC)", [], ["ood_protocol"]),
     ("calibration", ["ece", "calibration_accuracy", "mean_confidence", "nll"], ["calibration_protocol"]),
+    ("counterfactuals", [], ["counterfactuals_protocol"]),
 ]
 
 
@@ -47,6 +50,7 @@ def format_table(result: dict, width: int = 110) -> str:
     for title, keys, protocols in BLOCKS:
         present = [k for k in keys if k in result]
         extra = _ood_rows(result) if title.startswith("OOD") else []
+        extra += format_counterfactuals(result) if title == "counterfactuals" else []
         if not present and not extra and not any(p in result for p in protocols):
             continue
         lines += ["", f"== {title}"]
@@ -57,6 +61,8 @@ def format_table(result: dict, width: int = 110) -> str:
         for p in protocols:
             if p in result:
                 lines += textwrap.wrap(f"{p}: {result[p]}", width, subsequent_indent="    ")
+    if "counterfactuals_skipped" in result:
+        lines += ["", f"counterfactuals: skipped ({result['counterfactuals_skipped']})"]
     if "generative_skipped" in result:
         lines += ["", f"generative: skipped ({result['generative_skipped']})"]
     return "\n".join(lines)

@@ -3,9 +3,10 @@ metrics.json (plus samples, reference statistics and a reliability diagram in `o
 
 Families: robust (clean, PGD L2/Linf, optionally AutoAttack), generative (FD, IS-style score,
 precision/recall/density/coverage in one feature extractor), ood (AUROC, clean and
-adversarial), calibration (ECE). Every number is computed with the weights named by
-`checkpoint` (default the EMA weights, the ones also used for sampling) in eval mode.
-Each family is a function of its own (evaluate/families.py, evaluate/generation.py) with a small
+adversarial), calibration (ECE), and, only when asked for, counterfactuals (validity under the
+model and an independent judge, closeness, realism; evaluate/counterfactuals.py). Every number is
+computed with the weights named by `checkpoint` (default the EMA weights, the ones also used for
+sampling) in eval mode. Each family is a function of its own (evaluate/families.py, evaluate/generation.py) with a small
 option object (evaluate/options.py); `write_evaluation` writes what they computed.
 """
 from __future__ import annotations
@@ -25,18 +26,19 @@ from ..loading import load_model
 from ..precision import precision
 from ..data.seeds_extra import check_seed_name
 from .calibration import reliability_diagram
+from .counterfactuals import check_counterfactual_options, counterfactual_family
 from .cost import parse_steps
 from .families import budgets, calibration_family, ood_family, robust_family
 from .generation import SAMPLERS, check_generative_options, generative_family
-from .options import Target, split_options
+from .options import CounterfactualOptions, Target, split_options
 from .report import format_table
 
-FAMILIES = ("robust", "generative", "ood", "calibration")
+FAMILIES = ("robust", "generative", "ood", "calibration", "counterfactuals")
 
 
 def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: bool = True, ood: bool = True,
-             calibrate: bool = True, n: int | None = None, *, out=None, device=None, show_progress: bool = True,
-             dist=None, amp=None, **options) -> dict:
+             calibrate: bool = True, n: int | None = None, *, counterfactuals: bool = False, out=None, device=None,
+             show_progress: bool = True, dist=None, amp=None, **options) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
@@ -63,6 +65,10 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     forwards of clean / PGD accuracy and of PGD sampling run in what it resolves to on `device`;
     AutoAttack, OOD scores, calibration and the feature extractor always run in float32.
     metrics.json's `compute_dtype` names the arithmetic behind each number.
+    counterfactuals: also (off by default) the counterfactual family: cf_n class-balanced test images
+    toward cf_target (wrong, wrong-judge, true, all or a class index) at `radii`, cf_steps PGD steps,
+    judged by `judge` (default the evaluation network); result["counterfactuals"] holds one row per
+    radius; out/counterfactuals.npz the counterfactuals.
     """
     opts = split_options(options)
     sampler = opts["generative"].sampler
@@ -75,21 +81,26 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
         check_generative_options(g)
     if g.seeds is not None:
         check_seed_name(g.seeds)
+    if counterfactuals:
+        check_counterfactual_options(opts["counterfactuals"])
+    elif opts["counterfactuals"] != CounterfactualOptions():
+        raise DualatError("--cf-n, --cf-target, --radii, --cf-steps and --judge set the counterfactual family; "
+                          "add --counterfactuals")
     if g.sweep_steps is not None:
         g.sweep_steps = parse_steps(g.sweep_steps)
         if not generative:
             raise DualatError("--sweep-steps measures the generative metrics at each step count; add --generative")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dist is not None:
-        return _evaluate(source, checkpoint, (robust, generative, ood, calibrate), n, opts, out, device,
-                         show_progress, dist, amp)
+        return _evaluate(source, checkpoint, (robust, generative, ood, calibrate, counterfactuals), n, opts, out,
+                         device, show_progress, dist, amp)
     with session(from_env(), device) as d:  # torchrun's processes (or this one alone) for the evaluation
-        return _evaluate(source, checkpoint, (robust, generative, ood, calibrate), n, opts, out,
+        return _evaluate(source, checkpoint, (robust, generative, ood, calibrate, counterfactuals), n, opts, out,
                          d.device if d.enabled else device, show_progress, d, amp)
 
 
 def _evaluate(source, checkpoint, families, n, opts, out, device, show_progress, dist, amp) -> dict:
-    robust, generative, ood, calibrate = families
+    robust, generative, ood, calibrate, counterfactuals = families
     show_progress = show_progress and dist.is_main
     model, cfg, info = load_model(source, checkpoint, device=device)
     test_set = load_split(cfg.data, "test")
@@ -118,6 +129,8 @@ def _evaluate(source, checkpoint, families, n, opts, out, device, show_progress,
         result.update(calibration_family(t, opts["calibrate"]))
         if out is not None and dist.is_main:
             result["reliability_diagram"] = write_reliability(out, result, n_test)
+    if counterfactuals:
+        result.update(counterfactual_family(t, opts["counterfactuals"], out if dist.is_main else None))
     result["processes"] = dist.world_size
     result["amp"] = cfg.amp if amp is None else amp
     result["compute_dtype"] = dtypes
