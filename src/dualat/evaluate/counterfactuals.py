@@ -10,7 +10,6 @@ distance ratio, IM1 / IM2). Formulas: evaluate/cfmetrics.py and docs/guide.md.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..data import data_info, load_split
