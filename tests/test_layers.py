@@ -9,7 +9,7 @@ import dualat
 
 SRC = Path(dualat.__file__).parent
 LAYERS = {
-    1: ["errors", "version", "rundir", "worklock", "atomic", "configparse", "configcheck", "config", "energy",
+    1: ["errors", "version", "rundir", "worklock", "atomic", "methods", "configparse", "configcheck", "config", "energy",
         "metrics", "images", "ui"],
     2: ["data", "models", "checkpoint", "speed", "precision", "distributed", "optim"],
     3: ["pgd", "sampler", "sgld"],

@@ -20,11 +20,11 @@ BF16_CPU = precision.autocast_for(precision.BF16, CPU)
 def test_amp_auto_resolves_by_the_hardware(monkeypatch):
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)
     assert precision.resolve("auto", CPU) == "bfloat16"
-    with common.autocast_factory(CPU, "auto")():
+    with precision.precision("auto", CPU)[1]():
         assert torch.nn.Linear(4, 4)(torch.rand(2, 4)).dtype == torch.bfloat16
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: False)
     assert precision.resolve("auto", CPU) == "float32"
-    assert common.autocast_factory(CPU, "auto") is None
+    assert precision.precision("auto", CPU) == ("float32", None)
     monkeypatch.setattr(precision, "cuda_bf16", lambda device: True)
     assert precision.resolve("auto", "cuda") == "bfloat16"
     monkeypatch.setattr(precision, "cuda_bf16", lambda device: False)
@@ -133,8 +133,8 @@ def test_dat_step_under_autocast_feeds_float32_energies_to_the_bce_and_the_ema_s
     g = torch.Generator().manual_seed(0)
     x, seeds, y = torch.rand(8, 1, 8, 8, generator=g), torch.rand(8, 1, 8, 8, generator=g), torch.arange(8) % 10
     opt = common.make_optimizer(model.parameters(), s2.optim)
-    m = steps.dat_step(model, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1), BF16_CPU,
-                       threat=cfg.threat)
+    m = steps.dat_step(model, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1),
+                       steps.StepRig(BF16_CPU), threat=cfg.threat)
     assert torch.bfloat16 in seen  # the training forward really ran under bf16 autocast
     assert fed == {"bce": torch.float32, "ce": torch.float32}
     assert all(isinstance(m[k], float) for k in ("bce", "ce", "auc"))

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 from .data import load_split
 from .energy import energy
 from .errors import DualatError
+from .methods import method_of
 from .images import label_font
 from .loading import load_model, run_method
 from .rundir import RunDir
@@ -57,17 +58,15 @@ def panels_of(runs, checkpoints=None) -> list[tuple[str, str, str]]:
         run = Path(run)
         if not (run / RunDir.CONFIG).is_file():
             raise DualatError(f"{run} is not a run directory (no config.yaml); give folders `dualat train` wrote")
-        method = run_method(run)
+        method = method_of(run_method(run))
         if i == 0 and checkpoints:
             chosen = list(checkpoints)
-        elif method == "dat":
-            chosen = [c for c in ("stage1", "ema") if (run / "stage1.pt").is_file() or c != "stage1"]
-        else:
-            chosen = ["ema"]  # load_model maps it to the method's own weights
+        else:  # "ema": load_model maps it to the method's own weights
+            chosen = [c for c in method.panels if (run / "stage1.pt").is_file() or c != "stage1"]
         for ck in chosen:
-            name = {"stage1": "stage 1 (adversarial training)", "ema": "DAT (EMA)"}.get(ck, ck)
-            if method != "dat":
-                name = {"plain": "plain classifier", "jem": "JEM"}.get(method, method)
+            name = {"stage1": "stage 1 (adversarial training)", "ema": method.label}.get(ck, ck)
+            if len(method.panels) == 1:
+                name = method.label
             out.append((str(run), ck, f"{name}: {run.name}"))
     return out
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import load_config
 from .errors import DualatError
 from .evaluate.run import evaluate
+from .methods import method_of
 from .rundir import RunDir
 from .sampler import default_steps
 from .training import train
@@ -61,11 +62,12 @@ def passes_and_wall(run_dir: Path, which: str) -> tuple[float, float]:
     cfg = load_config(run_dir / RunDir.CONFIG)
     summary = json.loads((run_dir / RunDir.SUMMARY).read_text()) if (run_dir / RunDir.SUMMARY).is_file() else {}
     s1 = cfg.stage1
-    if cfg.method == "jem":
+    method = method_of(cfg)
+    if method.replay_buffer:
         j = summary.get("jem") or {}
         return float(j.get("passes", math.nan)), float(j.get("wall_s", math.nan))
     wall1 = float((summary.get("stage1") or {}).get("wall_s", math.nan))
-    if cfg.method == "plain":
+    if not method.adversarial:  # the plain classifier: one clean pass per image
         return float(s1.iterations * s1.batch_size), wall1
     passes = float(s1.iterations * (s1.attack.steps + 1) * s1.batch_size)
     if which == "stage1":

@@ -10,6 +10,7 @@ import torch
 from ..data import load_split, make_seed_source
 from ..errors import DualatError
 from ..precision import FLOAT32
+from ..methods import method_of
 from ..metrics import frechet_distance, gaussian_stats, load_stats, save_stats
 from ..sampler import balanced_labels, default_step_size, default_steps
 from ..sample import seed_source
@@ -48,10 +49,11 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     extractor, inception_weights, ref_stats, ref_split = o.extractor, o.inception_weights, o.ref_stats, o.ref_split
     n_ref, k, is_splits, sweep_steps, seed_name = o.n_ref, o.k, o.is_splits, o.sweep_steps, o.seeds
     d = cfg.data
-    sampler = sampler or ("buffer" if cfg.method == "jem" else "pgd")
+    method = method_of(cfg)
+    sampler = sampler or method.sampler
     if sweep_steps:
         check_sweep_sampler(sampler)
-    if sampler != "pgd" and cfg.method != "jem":
+    if sampler != "pgd" and not method.replay_buffer:
         raise DualatError(f"sampler {sampler} needs a JEM run (method=jem); this run was trained with {cfg.method}")
     train_set = load_split(d, "train")
     if seed_name is None:

@@ -25,6 +25,7 @@ from ..data import load_split, make_seed_source
 from ..data.seeds_extra import check_seed_name
 from ..errors import DualatError
 from ..loading import load_model
+from ..methods import method_of
 from ..metrics import gaussian_stats
 from ..sample import seed_source
 from ..sampler import balanced_labels, default_step_size
@@ -61,7 +62,7 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
     if n_samples < max(is_splits, k + 1):
         raise DualatError(f"n_samples must be at least max({is_splits} IS splits, k+1={k + 1}), got {n_samples}")
     model, cfg, info = _open(dat_run, "ema", device, "DAT run")
-    if cfg.method != "dat":
+    if "stage2" not in method_of(cfg).stages:
         raise DualatError(f"{dat_run} was trained with method={cfg.method}; give a DAT run as the first run")
     d = cfg.data
     train_set, test_set = load_split(d, "train"), load_split(d, "test")
@@ -97,7 +98,7 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
     jem = None
     if jem_run is not None:
         jm, jcfg, jinfo = _open(jem_run, "ema", device, "JEM run")  # ema -> a JEM run's model
-        if jcfg.method != "jem":
+        if not method_of(jcfg).replay_buffer:
             raise DualatError(f"{jem_run} was trained with method={jcfg.method}; give a JEM run (method=jem)")
         if jcfg.data.name != d.name:
             raise DualatError(f"the DAT run is on {d.name}, the JEM run on {jcfg.data.name}: "

@@ -13,8 +13,9 @@ from ..optim import make_optimizer
 from ..rundir import RunDir
 from ..sampler import default_step_size
 from .common import EMA, Curriculum, check_finite, generator, isolated_rng, seed_everything
+from .context import RunContext
 from .loop import Stage, resume, run_loop, scalars
-from .steps import dat_step
+from .steps import StepRig, dat_step
 
 
 class DAT(Stage):
@@ -23,7 +24,7 @@ class DAT(Stage):
     stage, label, evaluates = 2, "stage 2 (DAT)", True
     best = {"fd": (RunDir.BEST_FD, "min"), "robust_acc": (RunDir.BEST_ROBUST, "max")}
 
-    def __init__(self, run):
+    def __init__(self, run: RunContext):
         cfg, model, dist, s2 = run.cfg, run.model, run.dist, run.cfg.stage2
         seed_everything(cfg.seed * 1000 + 10)
         if s2.freeze_bn:
@@ -63,9 +64,11 @@ class DAT(Stage):
             seeds = self.seed_tf(seeds, self.gens["seeds"])
         x_r, y_r, x_a, y_a, seeds = run.to_device(x_r, y_r, x_a, y_a, seeds)
         T = self.cur.T
-        m = run.dist.mean(dat_step(run.model, self.opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, self.gens["pgd"],
-                                   run.autocast, self.trainer, self.gather, threat=run.cfg.threat))
-        check_finite(2, it + 1, m, s2.loss_bound)
+        # averaged over the processes and checked before the optimiser step (the one divergence policy)
+        rig = StepRig(run.autocast, self.trainer, self.gather,
+                      guard=lambda m: check_finite(2, it + 1, run.dist.mean(m), s2.loss_bound))
+        m = dat_step(run.model, self.opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, self.gens["pgd"], rig,
+                     threat=run.cfg.threat)
         self.ema.update(run.model)
         self.cur.update(m["auc"])
         return {**m, "T": T}
@@ -90,7 +93,7 @@ class DAT(Stage):
                 "generators": {k: g.get_state() for k, g in self.gens.items()}}
 
 
-def run_stage2(run, state: dict | None = None) -> dict:
+def run_stage2(run: RunContext, state: dict | None = None) -> dict:
     """Train (or resume) DAT on `run`; returns the last periodic evaluation.
 
     Under torchrun each process takes stage2.batch_size / world_size of the real, adversarial
@@ -111,7 +114,7 @@ def run_stage2(run, state: dict | None = None) -> dict:
             "best_robust_acc": best["robust_acc"]}
 
 
-def evaluate_stage2(run, ema_model, probe, T: int, iteration: int) -> dict:
+def evaluate_stage2(run: RunContext, ema_model, probe, T: int, iteration: int) -> dict:
     """Periodic evaluation on the EMA model: clean and PGD accuracy, Frechet distance of samples.
 
     Under torchrun each process takes a share of the test images and of the samples; the
