@@ -12,7 +12,7 @@ LAYERS = {
     1: ["errors", "version", "rundir", "worklock", "atomic", "methods", "configparse", "configcheck", "config", "energy",
         "metrics", "images", "ui"],
     2: ["data", "models", "checkpoint", "speed", "precision", "distributed", "optim"],
-    3: ["pgd", "sampler", "sgld"],
+    3: ["pgd", "sampler", "sgld", "samplers"],
     4: ["loading", "sample_io", "sample", "explain_io", "explain", "landscape"],
     5: ["evaluate"],
     6: ["training"],

@@ -45,6 +45,7 @@ ABLATIONS = {
     "noise_seeds": ["data.seeds=noise"],
 }
 # the fresh-chain JEM row evaluates the replay-buffer row's weights: these columns are that model's
+FRESH_JEM_ROW = "JEM (fresh SGLD chains)"  # the replay-buffer row's weights: its robustness is that row's
 SHARED_BY_JEM_ROWS = ("clean_acc", "autoattack_L2_acc", "pgd_L2_acc")
 COLUMNS = [("clean_acc", "clean acc", 100, "{:.2f}"), ("autoattack_L2_acc", "AutoAttack L2", 100, "{:.2f}"),
            ("pgd_L2_acc", "PGD-20 L2", 100, "{:.2f}"), ("fd", "FD (evalnet)", 1, "{:.2f}"),
@@ -169,14 +170,14 @@ def _seeds_pass(config, overrides, out: Path, seeds: int, settings: dict, busy: 
                 r = _share(out, f"seed{s}-{folder}-{checkpoint}-{sampler}",
                            f"seed{s}/{folder} evaluation ({checkpoint}, {sampler})", busy,
                            lambda: evaluate_row(run_dir, checkpoint, sampler, settings, show_progress,
-                                                robust=sampler != "sgld"),
+                                                robust=name != FRESH_JEM_ROW),
                            cached=run_dir / f"eval-study-{checkpoint}-{sampler}" / "metrics.json") or {}
             div = divergence(run_dir)
             passes, wall = passes_and_wall(run_dir, checkpoint) if finished(run_dir) else (math.nan, math.nan)
             per_row[name].append({**{k: r.get(k) for k, *_ in COLUMNS}, "passes_M": passes / 1e6,
                                   "wall_min": wall / 60, "diverged": 1.0 if div else 0.0,
                                   "diverged_at": div and div.get("iteration"), "seed": s, "run": str(run_dir)})
-    for fresh, buffer in zip(per_row["JEM (fresh SGLD chains)"], per_row["JEM (replay buffer)"]):
+    for fresh, buffer in zip(per_row[FRESH_JEM_ROW], per_row["JEM (replay buffer)"]):
         for k in SHARED_BY_JEM_ROWS:
             fresh[k] = buffer.get(k)
     return per_row

@@ -13,6 +13,7 @@ from .evaluate.run import evaluate
 from .methods import method_of
 from .rundir import RunDir
 from .sampler import default_steps
+from .samplers import get_sampler
 from .training import train
 from .ui import code_versions, read_log
 
@@ -99,12 +100,14 @@ def evaluate_row(run_dir: Path, checkpoint: str, sampler: str, settings: dict, s
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
     cfg = load_config(run_dir / RunDir.CONFIG)
-    steps = settings["sample_steps"] if sampler == "pgd" else (settings["sgld_steps"] if sampler == "sgld" else None)
-    if sampler == "pgd" and steps is None:
+    how_to = get_sampler(sampler)
+    steps_key, step_size_key = how_to.study_settings
+    steps = settings[steps_key] if steps_key else None
+    if steps is None and not how_to.needs_replay_buffer:  # the PGD sampler: the run's default
         steps = default_steps(cfg)
     return evaluate(run_dir, checkpoint, robust=robust, generative=True, ood=False, calibrate=robust,
                     norm="L2", n=settings["n_test"], pgd_steps=20, autoattack=robust and settings["n_autoattack"] > 0,
                     n_autoattack=settings["n_autoattack"] or None, n_samples=settings["n_samples"],
-                    steps=steps, step_size=settings["sample_step_size"] if sampler == "pgd" else None,
+                    steps=steps, step_size=settings[step_size_key] if step_size_key else None,
                     ref_split="test", n_ref=settings["n_ref"], sampler=sampler, out=out,
                     show_progress=show_progress)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from ..data import load_split, make_seed_source
 from ..errors import DualatError
@@ -14,15 +13,13 @@ from ..methods import method_of
 from ..metrics import frechet_distance, gaussian_stats, load_stats, save_stats
 from ..sampler import balanced_labels, default_step_size, default_steps
 from ..sample import seed_source
-from ..sgld import sampler_chunks
+from ..samplers import Draw, get_sampler
+from ..sgld import initial_distribution, load_buffer
 from .extractors import EXTRACTORS, make_extractor
 from .generative import dataset_features, generative_metrics, sample_features
 from .inception import load_fid_inception
 from .options import GenerativeOptions, Target
 from .sweep import check_sweep_sampler, generative_sweep
-
-SAMPLERS = ("pgd", "buffer", "sgld")
-
 
 def check_generative_options(o: GenerativeOptions) -> None:
     """Argument mistakes surface before minutes of other families."""
@@ -51,9 +48,10 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     d = cfg.data
     method = method_of(cfg)
     sampler = sampler or method.sampler
+    how_to = get_sampler(sampler)
     if sweep_steps:
         check_sweep_sampler(sampler)
-    if sampler != "pgd" and not method.replay_buffer:
+    if how_to.needs_replay_buffer and not method.replay_buffer:
         raise DualatError(f"sampler {sampler} needs a JEM run (method=jem); this run was trained with {cfg.method}")
     train_set = load_split(d, "train")
     if seed_name is None:
@@ -89,23 +87,28 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     floor, _ = dataset_features(ext, other_set, min(n_ref, len(other_set)), seed=cfg.seed + 1,
                                 show_progress=show_progress, desc="floor features")
     sample_seed = cfg.seed + 99
-    chunks, seen = None, []
-    if sampler == "pgd":
-        steps = steps if steps is not None else default_steps(cfg, info["final_T"], info.get("sample_steps"))
-        step_size = step_size or default_step_size(cfg)
-    else:
+    if how_to.needs_replay_buffer:  # JEM's samplers: the run's own chain settings
         steps = steps if steps is not None else (cfg.jem.eval_sgld_steps or cfg.jem.sgld_steps)
         step_size = step_size or cfg.jem.sgld_step_size
-        n_samples, chunks = sampler_chunks(sampler, model, cfg, Path(info["path"]).parent, train_set, n_samples, steps,
-                                           step_size, sample_seed, seen, show_progress)
+        draw = Draw(model, n_samples, steps, step_size, sample_seed,
+                    init=initial_distribution(cfg, train_set, tuple(train_set.shape)), noise=cfg.jem.sgld_noise,
+                    clamp=cfg.jem.clamp, show_progress=show_progress,
+                    images=load_buffer(Path(info["path"]).parent) if not how_to.takes_steps else None)
+        n_samples = how_to.count(draw)
+    else:
+        steps = steps if steps is not None else default_steps(cfg, info["final_T"], info.get("sample_steps"))
+        step_size = step_size or default_step_size(cfg)
+        draw = Draw(model, n_samples, steps, step_size, sample_seed, seeds=seeds, autocast=t.autocast,
+                    share=(dist.rank, dist.world_size), show_progress=show_progress)
     labels = balanced_labels(n_samples, test_set.num_classes)
-    s = sample_features(model, ext, seeds, labels, steps, step_size, sample_seed, show_progress=show_progress,
-                        dist=dist, sampled=chunks, autocast=t.autocast)
-    t.dtypes["samples"] = t.dtype if sampler == "pgd" else FLOAT32  # JEM's SGLD / buffer: float32
+    if not how_to.needs_replay_buffer:
+        draw.labels = labels  # class-conditional: the balanced classes
+    s = sample_features(ext, how_to.chunks(draw), dist=dist if how_to.shards else None)
+    t.dtypes["samples"] = FLOAT32 if how_to.float32 else t.dtype  # JEM's SGLD / buffer: float32
     t.dtypes["features"] = FLOAT32
     balanced = labels
-    if seen:  # unconditional JEM samples: the label is the model's own prediction
-        labels = torch.cat(seen)
+    if how_to.needs_replay_buffer:  # unconditional JEM samples: the label is the model's own prediction
+        labels = s["labels"]
     fake, fake_probs = s["feats"], s["probs"]
     res = generative_metrics(fake, fake_probs, real, (mu_r, sigma_r), k=k, splits=is_splits)
     if sweep_steps:
@@ -115,7 +118,7 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     res["fd_seeds"] = frechet_distance(*gaussian_stats(s["seed_feats"]), mu_r, sigma_r)
     if ext.name == "evalnet":
         res["class_agreement"] = float((fake_probs.argmax(1) == labels.numpy()).mean())
-    if sampler == "pgd":
+    if not how_to.needs_replay_buffer:
         how = (f"{n_samples} class-balanced samples ({test_set.num_classes} classes cycled), {steps} steps of size "
                f"{step_size:g} (L2-normalised ascent on f_y, clipped to [0,1]) from held-out {seed_kind} seeds (seed "
                f"{sample_seed})")
@@ -124,7 +127,7 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
         j = cfg.jem
         start = "uniform noise" if j.buffer_init == "uniform" else "per-class Gaussians fitted to the training set"
         how = (f"{n_samples} samples drawn at random (seed {sample_seed}) from the run's final replay buffer"
-               if sampler == "buffer" else
+               if not how_to.takes_steps else
                f"{n_samples} fresh SGLD chains of {steps} steps (x <- x - {step_size:g}/2 grad E + {j.sgld_noise:g} eps"
                f"{', clipped to [0,1]' if j.clamp else ''}) from {start} (seed {sample_seed})")
         agree = "class_agreement = evalnet's prediction equals the JEM model's own prediction (unconditional samples)"

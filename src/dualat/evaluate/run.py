@@ -27,7 +27,8 @@ from ..data.seeds_extra import check_seed_name
 from .calibration import reliability_diagram
 from .cost import parse_steps
 from .families import budgets, calibration_family, ood_family, robust_family
-from .generation import SAMPLERS, check_generative_options, generative_family
+from ..samplers import SAMPLERS, get_sampler
+from .generation import check_generative_options, generative_family
 from .options import Target, split_options
 from .report import format_table
 
@@ -66,8 +67,8 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     """
     opts = split_options(options)
     sampler = opts["generative"].sampler
-    if sampler is not None and sampler not in SAMPLERS:
-        raise DualatError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
+    if sampler is not None:
+        get_sampler(sampler)  # an unknown name is refused here, naming the choices
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise DualatError(f"n (test images) must be a whole number >= 1 or None for all, got {n!r}")
     g = opts["generative"]

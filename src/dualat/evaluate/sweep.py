@@ -4,12 +4,13 @@ counts, against one reference computed once (evaluate/run.py's), as metrics.json
 from __future__ import annotations
 
 from ..errors import DualatError
+from ..samplers import get_sampler
 from ..sgld import initial_distribution
 from .cost import format_points, measure_curve, pgd_draw, sgld_draw
 
 
 def check_sweep_sampler(sampler: str) -> None:
-    if sampler == "buffer":
+    if not get_sampler(sampler).takes_steps:
         raise DualatError("--sweep-steps needs a sampler that takes steps: a JEM run's replay buffer has none; "
                           "add --sampler sgld (fresh chains) or drop --sweep-steps")
 
@@ -19,7 +20,7 @@ def generative_sweep(model, cfg, sampler: str, ext, real, ref, steps_list, seeds
     """The sweep of one sampler: pgd (ascent on f_y from the held-out `seeds`, class-balanced
     `labels`) or sgld (fresh chains from the JEM run's initial distribution, jem.sgld_noise)."""
     check_sweep_sampler(sampler)
-    if sampler == "pgd":
+    if not get_sampler(sampler).needs_replay_buffer:
         draw = pgd_draw(model, ext, seeds, labels, step_size, seed, dist)
     else:
         init = initial_distribution(cfg, train_set, tuple(train_set.shape))
