@@ -13,7 +13,7 @@ LAYERS = {
         "metrics", "images", "ui"],
     2: ["data", "models", "checkpoint", "speed", "precision", "distributed", "optim"],
     3: ["pgd", "sampler", "sgld", "samplers"],
-    4: ["loading", "sample_io", "sample", "explain_io", "explain", "landscape"],
+    4: ["loading", "sample_io", "sample_options", "sample", "explain_io", "explain", "landscape"],
     5: ["evaluate"],
     6: ["training"],
     7: ["report", "study_report", "study_runs", "study"],

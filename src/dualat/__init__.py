@@ -6,7 +6,8 @@ from .errors import DualatError
 from .explain import explain
 from .models import create_model, freeze_batchnorm
 from .pgd import pgd
-from .sample import generate, sample
+from .sample import sample
+from .sampler import generate
 from .training import train, train_evalnet
 from .version import __version__
 __all__ = ["Config", "load_config", "energy", "joint_energy", "class_probs", "DualatError", "create_model",

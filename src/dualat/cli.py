@@ -16,6 +16,7 @@ from .landscape import landscape
 from .loading import default_output
 from .report import report
 from .sample import sample_to_dir
+from .sample_options import SampleOptions
 from .speed import keep_large_buffers
 from .study import study
 from .training import train, train_evalnet
@@ -105,12 +106,12 @@ def _amp(text):
 
 
 def _sample(args) -> int:
-    record = sample_to_dir(args.source, args.out, n=args.n, classes=_numbers(args.classes, int, "--classes"),
-                           steps=args.steps, step_size=args.step_size, seeds=args.seeds,
-                           unconditional=args.unconditional, seed=args.seed, checkpoint=args.checkpoint,
-                           batch_size=args.batch_size, png=args.png, trajectory=args.trajectory,
-                           device=_device(args.device), show_progress=not args.quiet, command=sys.argv,
-                           amp=_amp(args.amp))
+    options = SampleOptions(n=args.n, classes=_numbers(args.classes, int, "--classes"), steps=args.steps,
+                            step_size=args.step_size, seeds=args.seeds, unconditional=args.unconditional,
+                            seed=args.seed, checkpoint=args.checkpoint, batch_size=args.batch_size, png=args.png,
+                            trajectory=args.trajectory, device=_device(args.device), show_progress=not args.quiet,
+                            command=sys.argv, amp=_amp(args.amp))
+    record = sample_to_dir(args.source, args.out, options)
     if _reports():
         print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
     return 0

@@ -31,6 +31,7 @@ from .images import label_font
 from .loading import load_model, run_method
 from .rundir import RunDir
 from .sample import open_for_sampling
+from .sample_options import SampleOptions
 from .sampler import balanced_labels, generate_batches
 from .ui import progress
 
@@ -184,8 +185,10 @@ def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: 
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise DualatError(f"{what} must be a whole number >= 1, got {v!r}")
     panels = panels_of(runs, checkpoints)
-    model0, cfg0, _, shape, k, steps, step_size, src = open_for_sampling(panels[0][0], panels[0][1], steps, step_size,
-                                                                 None, None, "cpu")
+    first = open_for_sampling(panels[0][0], SampleOptions(checkpoint=panels[0][1], steps=steps, step_size=step_size,
+                                                          device="cpu"))
+    model0, cfg0, shape, k, steps, step_size, src = (first.model, first.cfg, first.shape, first.k, first.steps,
+                                                     first.step_size, first.seeds)
     if tuple(shape) != (2,):
         raise DualatError(f"{runs[0]} was trained on {cfg0.data.name} (inputs {tuple(shape)}); "
                           "the landscape is drawn for 2-D data: train with `dualat train toy2d`")
