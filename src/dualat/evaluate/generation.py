@@ -14,6 +14,7 @@ from ..metrics import frechet_distance, gaussian_stats, load_stats, save_stats
 from ..sampler import balanced_labels, default_step_size, default_steps
 from ..sample import seed_source
 from ..samplers import Draw, get_sampler
+from ..seeding import FLOOR_SEED, SAMPLE_SEED
 from ..sgld import initial_distribution, load_buffer
 from .extractors import EXTRACTORS, make_extractor
 from .generative import dataset_features, generative_metrics, sample_features
@@ -84,9 +85,9 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
         if out is not None and dist.is_main:
             save_stats(out / f"ref_stats_{ext.name}_{ref_split}.npz", mu_r, sigma_r, extractor=ext.name,
                        split=ref_split, n=len(real), dataset=d.name)
-    floor, _ = dataset_features(ext, other_set, min(n_ref, len(other_set)), seed=cfg.seed + 1,
+    floor, _ = dataset_features(ext, other_set, min(n_ref, len(other_set)), seed=cfg.seed + FLOOR_SEED,
                                 show_progress=show_progress, desc="floor features")
-    sample_seed = cfg.seed + 99
+    sample_seed = cfg.seed + SAMPLE_SEED
     if how_to.needs_replay_buffer:  # JEM's samplers: the run's own chain settings
         steps = steps if steps is not None else (cfg.jem.eval_sgld_steps or cfg.jem.sgld_steps)
         step_size = step_size or cfg.jem.sgld_step_size

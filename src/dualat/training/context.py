@@ -21,6 +21,7 @@ from ..evaluate.evalnet import load_evalnet
 from ..evaluate.extractors import ClassifierExtractor
 from ..images import class_grid, save_png
 from ..rundir import RunDir
+from ..seeding import SAMPLE_SEED
 from .common import Diverged, parameters_finite, rng_state
 from .log import MetricLog, NullLog
 
@@ -126,4 +127,4 @@ class RunContext:
         feats = ClassifierExtractor(net).features_and_predictions
         ref = reference_stats(feats, self.test_set)
         return GenerationProbe(feats, ref, self.seeds_test, self.train_set.num_classes, e.n_samples,
-                               seed=self.cfg.seed + 99)
+                               seed=self.cfg.seed + SAMPLE_SEED)

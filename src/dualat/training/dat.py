@@ -12,6 +12,7 @@ from ..models import freeze_batchnorm
 from ..optim import make_optimizer
 from ..rundir import RunDir
 from ..sampler import default_step_size
+from ..seeding import DAT_ADV, DAT_GLOBAL, DAT_PGD, DAT_REAL, DAT_SEEDS, training_seed
 from .common import EMA, Curriculum, check_finite, generator, isolated_rng, seed_everything
 from .context import RunContext
 from .loop import Stage, resume, run_loop, scalars
@@ -26,7 +27,7 @@ class DAT(Stage):
 
     def __init__(self, run: RunContext):
         cfg, model, dist, s2 = run.cfg, run.model, run.dist, run.cfg.stage2
-        seed_everything(cfg.seed * 1000 + 10)
+        seed_everything(training_seed(cfg.seed, DAT_GLOBAL))
         if s2.freeze_bn:
             freeze_batchnorm(model)
         model.train()
@@ -34,15 +35,15 @@ class DAT(Stage):
         self.ema = EMA(model, s2.ema_decay)
         self.cur = Curriculum(s2.t_init, s2.t_max, s2.auc_threshold, s2.auc_window or math.ceil(1000 / s2.batch_size))
         shape, self.b = run.train_set.shape, dist.per_rank(s2.batch_size)
-        self.real = BatchStream(run.train_set, self.b, seed=cfg.seed * 1000 + 11,
+        self.real = BatchStream(run.train_set, self.b, seed=training_seed(cfg.seed, DAT_REAL),
                                 transform=make_transform(cfg.data.augment, shape), rank=dist.rank,
                                 world_size=dist.world_size)
-        self.adv = BatchStream(run.train_set, self.b, seed=cfg.seed * 1000 + 12,
+        self.adv = BatchStream(run.train_set, self.b, seed=training_seed(cfg.seed, DAT_ADV),
                                transform=make_transform(cfg.data.strong_augment, shape), rank=dist.rank,
                                world_size=dist.world_size)
         self.seed_tf = make_transform(cfg.data.augment, shape)
-        self.gens = {"seeds": generator(dist.rank_seed(cfg.seed * 1000 + 13)),
-                     "pgd": generator(dist.rank_seed(cfg.seed * 1000 + 14))}
+        self.gens = {"seeds": generator(dist.rank_seed(training_seed(cfg.seed, DAT_SEEDS))),
+                     "pgd": generator(dist.rank_seed(training_seed(cfg.seed, DAT_PGD)))}
         self.probe, self.trainer, self.gather = None, None, None
 
     def load(self, state: dict) -> None:

@@ -22,6 +22,7 @@ from ..metrics import frechet_distance, gaussian_stats
 from ..models import freeze_batchnorm
 from ..optim import make_optimizer
 from ..rundir import RunDir
+from ..seeding import JEM_BUFFER, JEM_GLOBAL, JEM_SGLD, JEM_STREAM, SAMPLE_SEED, training_seed
 from ..sgld import InitialDistribution, ReplayBuffer, initial_distribution, predictions, sgld, sgld_batches
 from .common import Diverged, check_finite, generator, isolated_rng, maybe, seed_everything
 from .context import RunContext
@@ -74,14 +75,14 @@ class JEM(Stage):
 
     def __init__(self, run: RunContext):
         cfg, model, j = run.cfg, run.model, run.cfg.jem
-        seed_everything(cfg.seed * 1000 + 30)
+        seed_everything(training_seed(cfg.seed, JEM_GLOBAL))
         if j.batchnorm == "frozen":
             freeze_batchnorm(model)
         super().__init__(run, j.iterations, j.optim, make_optimizer(model.parameters(), j.optim))
         shape = run.train_set.shape
-        self.stream = BatchStream(run.train_set, j.batch_size, seed=cfg.seed * 1000 + 31,
+        self.stream = BatchStream(run.train_set, j.batch_size, seed=training_seed(cfg.seed, JEM_STREAM),
                                   transform=make_transform(cfg.data.augment, shape))
-        self.gens = {"buffer": generator(cfg.seed * 1000 + 32), "sgld": generator(cfg.seed * 1000 + 33)}
+        self.gens = {"buffer": generator(training_seed(cfg.seed, JEM_BUFFER)), "sgld": generator(training_seed(cfg.seed, JEM_SGLD))}
         self.init = initial_distribution(cfg, run.train_set, shape)
         self.buffer = ReplayBuffer(j.buffer_size, self.init, j.reinit_prob, self.gens["buffer"])
         self.cpu, self.c0, self.probe = 0.0, time.process_time(), None
@@ -172,7 +173,7 @@ def evaluate_jem(run: RunContext, model, buffer: ReplayBuffer, init: InitialDist
           "attack": run.attack_text()}
     if probe is not None:
         n = min(len(probe.labels), len(buffer))
-        g = torch.Generator().manual_seed(cfg.seed + 99)
+        g = torch.Generator().manual_seed(cfg.seed + SAMPLE_SEED)
         from_buffer = buffer.images[torch.randperm(len(buffer), generator=g)[:n]]
         steps = j.eval_sgld_steps or j.sgld_steps
         fresh = sgld_batches(model, init.sample(n, g), steps, j.sgld_step_size, j.sgld_noise, g, j.clamp, run.autocast)

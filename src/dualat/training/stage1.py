@@ -9,6 +9,7 @@ from ..evaluate import clean_accuracy, pgd_accuracy
 from ..methods import method_of
 from ..optim import make_optimizer
 from ..rundir import RunDir
+from ..seeding import STAGE1_PGD, STAGE1_STREAM, training_seed
 from .common import Diverged, check_finite, generator
 from .context import RunContext
 from .loop import Stage, resume, run_loop
@@ -25,10 +26,10 @@ class Stage1(Stage):
         super().__init__(run, s1.iterations, s1.optim, make_optimizer(run.model.parameters(), s1.optim))
         self.method = method_of(cfg)
         self.label = self.method.stage1_label
-        self.stream = BatchStream(run.train_set, dist.per_rank(s1.batch_size), seed=cfg.seed * 1000 + 1,
+        self.stream = BatchStream(run.train_set, dist.per_rank(s1.batch_size), seed=training_seed(cfg.seed, STAGE1_STREAM),
                                   transform=make_transform(cfg.data.strong_augment, run.train_set.shape),
                                   rank=dist.rank, world_size=dist.world_size)
-        self.pgd_gen = generator(dist.rank_seed(cfg.seed * 1000 + 2))
+        self.pgd_gen = generator(dist.rank_seed(training_seed(cfg.seed, STAGE1_PGD)))
         self.trainer = None
 
     def load(self, state: dict) -> None:
