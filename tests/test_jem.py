@@ -11,7 +11,7 @@ from dualat.errors import DualatError
 from dualat.evaluate.run import evaluate
 from dualat.sgld import InitialDistribution, ReplayBuffer, sgld
 from dualat.training import train
-from dualat.training.common import learning_rate
+from dualat.optim import learning_rate
 from dualat.training.jem import jem_step, passes_per_iteration
 
 TINY_JEM = ["method=jem", "jem.iterations=12", "jem.batch_size=16", "jem.buffer_size=64", "jem.sgld_steps=3",

@@ -11,6 +11,7 @@ from dualat import precision
 from dualat.config import load_config
 from dualat.errors import DualatError
 from dualat.models import create_model, freeze_batchnorm
+from dualat.optim import make_optimizer
 from dualat.training import common
 
 CPU = torch.device("cpu")
@@ -59,7 +60,7 @@ def test_amp_config_accepts_true_false_auto_only():
 def test_the_log_start_event_and_summary_name_the_precision_used(native, tmp_path, monkeypatch):
     from dualat.report import report
     from dualat.training import train
-    from dualat.training.log import read_log
+    from dualat.ui import read_log
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: native)
     args = TINY_DIGITS + ["amp=auto", "device=cpu", "stage1.iterations=2", "stage2.iterations=1", "eval.every=1"]
     run = train("digits", args, out=tmp_path / "r", show_progress=False)
@@ -132,7 +133,7 @@ def test_dat_step_under_autocast_feeds_float32_energies_to_the_bce_and_the_ema_s
     model.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     g = torch.Generator().manual_seed(0)
     x, seeds, y = torch.rand(8, 1, 8, 8, generator=g), torch.rand(8, 1, 8, 8, generator=g), torch.arange(8) % 10
-    opt = common.make_optimizer(model.parameters(), s2.optim)
+    opt = make_optimizer(model.parameters(), s2.optim)
     m = steps.dat_step(model, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1),
                        steps.StepRig(BF16_CPU), threat=cfg.threat)
     assert torch.bfloat16 in seen  # the training forward really ran under bf16 autocast

@@ -97,8 +97,8 @@ def test_amp_on_cpu_is_bf16_autocast_where_native_else_ignored(monkeypatch):
 
 
 def test_dat_step_under_cpu_bf16_gives_the_float32_losses_roughly():
-    from dualat.training import common
     from dualat import precision
+    from dualat.optim import make_optimizer
     from dualat.training.steps import StepRig, dat_step
     from dualat.models import freeze_batchnorm
     if not precision.onednn_bf16():
@@ -112,7 +112,7 @@ def test_dat_step_under_cpu_bf16_gives_the_float32_losses_roughly():
     out = []
     for autocast in (None, precision.autocast_for(precision.BF16, torch.device("cpu"))):
         m = copy.deepcopy(model)
-        opt = common.make_optimizer(m.parameters(), s2.optim)
+        opt = make_optimizer(m.parameters(), s2.optim)
         out.append(dat_step(m, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1),
                             StepRig(autocast), threat=cfg.threat))
     for key in ("bce", "ce", "e_real", "e_contrastive"):

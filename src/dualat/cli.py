@@ -19,7 +19,8 @@ from .sample import sample_to_dir
 from .sample_options import SampleOptions
 from .speed import keep_large_buffers
 from .study import study
-from .training import train, train_evalnet
+from .evaluate.evalnet import train_evalnet
+from .training import train
 
 
 def _eval(args) -> int:

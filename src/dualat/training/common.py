@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from ..errors import DualatError
-from ..optim import learning_rate, make_optimizer, set_lr  # noqa: F401  (the loops' imports)
 
 
 class Diverged(Exception):
