@@ -20,7 +20,7 @@ from dualat import speed
 from dualat.config import load_config
 from dualat.models import create_model, forward_flops, freeze_batchnorm
 from dualat.pgd import eval_mode, input_grad_only
-from dualat.sampler import generate
+from dualat.samplers import generate
 from dualat.optim import make_optimizer
 from dualat.precision import onednn_bf16, precision
 from dualat.training.common import maybe

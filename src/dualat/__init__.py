@@ -7,7 +7,7 @@ from .explain import explain
 from .models import create_model, freeze_batchnorm
 from .pgd import pgd
 from .sample import sample
-from .sampler import generate
+from .samplers import generate
 from .evaluate.evalnet import train_evalnet
 from .training import train
 from .version import __version__

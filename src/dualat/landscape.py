@@ -7,7 +7,7 @@ For each model (panel) the figure shows, over the square [0, 1]^2:
 * the per-class decision regions (argmax f(x)), drawn as white boundary lines;
 * training points coloured by class;
 * sampling trajectories: seeds (hollow) -> samples (filled, the conditioned class's colour),
-  drawn by the library's own sampler (`sample.generate_batches`, i.e. the one PGD engine), with
+  drawn by the library's own sampler (`samplers.generate_batches`, i.e. the one PGD engine), with
   the same seeds, steps and step size in every panel.
 
 A DAT run directory gives two panels, its stage 1 (adversarial training only) and its DAT EMA
@@ -32,7 +32,8 @@ from .loading import load_model, run_method
 from .rundir import RunDir
 from .sample import open_for_sampling
 from .sample_options import SampleOptions
-from .sampler import balanced_labels, generate_batches
+from .sampler import balanced_labels
+from .samplers import Draw, generate_batches
 from .ui import progress
 
 CLASS_COLOURS = [(230, 50, 50), (255, 150, 20), (40, 200, 255), (240, 80, 230), (120, 230, 90), (250, 250, 250)]
@@ -91,8 +92,8 @@ def energy_at(model, pts: torch.Tensor) -> np.ndarray:
 def trajectories(model, seeds, labels, steps: int, step_size: float):
     """(paths (n, steps + 1, 2), samples (n, 2)) from the library's sampler (the one PGD engine)."""
     path = {}
-    batches = generate_batches(model, seeds, labels, steps, step_size,
-                               step_callback=lambda s, i, x: path.__setitem__(i, x.detach().cpu().clone()))
+    d = Draw(model, len(labels), steps, step_size, None, labels=labels, seeds=seeds, batch_size=256)
+    batches = generate_batches(d, step_callback=lambda s, i, x: path.__setitem__(i, x.detach().cpu().clone()))
     x = torch.cat([x for _, _, x in batches])
     return torch.stack([path[i] for i in sorted(path)], 1).numpy(), x.numpy()
 

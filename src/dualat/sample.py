@@ -1,6 +1,6 @@
 """Generation: descend the energy from seed images with the one PGD engine (method.md section 6).
 
-    generate(model, seeds, labels, steps, step_size)        -> (n, ...) float in [0, 1]   (sampler.py)
+    generate(model, seeds, labels, steps, step_size)        -> (n, ...) float in [0, 1]   (samplers.py)
     sample(model_or_run, n, classes=..., ...)                -> (x (n, C, H, W) in [0, 1], y (n,))
     sample_to_dir(run, out, n, ...)                          -> the sample.json record (what `dualat sample` does)
 """
@@ -26,7 +26,8 @@ from .pgd import eval_mode
 from .precision import precision
 from .sample_io import png_writer, write_sample_dir
 from .sample_options import Opened, SampleOptions, options_of
-from .sampler import balanced_labels, default_step_size, default_steps, generate_batches
+from .sampler import balanced_labels, default_step_size, default_steps
+from .samplers import Draw, generate_batches
 from .version import __version__
 
 # a bare nn.Module carries no config: the paper's CIFAR-10 sampler (~35 steps of 0.2) and noise seeds
@@ -108,7 +109,6 @@ def drive_generation(m: Opened, o: SampleOptions, on_batch, share=(0, 1), autoca
     if torch.is_tensor(seeds) and seeds.shape[0] < n:
         raise DualatError(f"{seeds.shape[0]} seed images given for {n} samples")
     labels = balanced_labels(n, m.k, o.classes)
-    gen = torch.Generator().manual_seed(int(o.seed))
     rows = min(n, TRAJECTORY_ROWS)
     keep = [s for s in range(0, steps + 1, trajectory)] if trajectory else []
     if keep and keep[-1] != steps:
@@ -121,8 +121,9 @@ def drive_generation(m: Opened, o: SampleOptions, on_batch, share=(0, 1), autoca
 
     device = next(model.parameters()).device
     # unconditional samples still take balanced labels: gaussian seeds then cover every class
-    batches = generate_batches(model, seeds, labels, steps, m.step_size, o.unconditional, batch_size, gen, device,
-                               record if keep else None, autocast=autocast, share=share)
+    d = Draw(model, n, steps, m.step_size, int(o.seed), labels=labels, seeds=seeds, batch_size=batch_size,
+             share=share, autocast=autocast, unconditional=o.unconditional)
+    batches = generate_batches(d, record if keep else None)
     total = sum(min(batch_size, n - s) for s in range(share[0] * batch_size, n, share[1] * batch_size))
     with tqdm(total=total, desc="sampling", unit="img", disable=not o.show_progress, dynamic_ncols=True) as bar:
         for start, x0, x in batches:

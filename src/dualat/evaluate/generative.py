@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from ..metrics import frechet_distance, gaussian_stats, inception_score, prdc
-from ..sampler import balanced_labels, generate
-from ..samplers import SAMPLERS, Draw
+from ..sampler import balanced_labels
+from ..samplers import SAMPLERS, Draw, generate
 from ..ui import progress
 
 
