@@ -10,6 +10,7 @@ from .config import load_config
 from .distributed import from_env
 from .errors import DualatError
 from .evaluate.run import evaluate, format_table
+from .evaluate.settings import EvaluateOptions
 from .evaluate.sweep import format_sweep
 from .explain import explain_to_dir
 from .landscape import landscape
@@ -27,19 +28,17 @@ def _eval(args) -> int:
     chosen = {f: getattr(args, f) for f in ("robust", "generative", "ood", "calibration")}
     every = not any(chosen.values())
     out = args.out or default_output(args.source, "eval", args.checkpoint, stamped=False)
-    result = evaluate(args.source, args.checkpoint, robust=every or chosen["robust"],
-                      generative=every or chosen["generative"], ood=every or chosen["ood"],
-                      calibrate=every or chosen["calibration"], n=args.n, norm=args.norm, eps=args.eps,
-                      eps_l2=args.eps_l2, eps_linf=args.eps_linf, pgd_steps=args.pgd_steps,
-                      pgd_step_size=args.pgd_step_size, restarts=args.restarts, autoattack=args.autoattack,
-                      aa_version=args.aa_version, aa_n_iter=args.aa_iters,
-                      aa_attacks=args.aa_attacks.split(",") if args.aa_attacks else None,
-                      n_samples=args.n_samples, steps=args.steps, step_size=args.step_size, sampler=args.sampler,
-                      extractor=args.extractor,
-                      inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
-                      n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
-                      out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
-                      seeds=args.seeds, amp=_amp(args.amp))
+    options = EvaluateOptions.of(
+        args.checkpoint, robust=every or chosen["robust"], generative=every or chosen["generative"],
+        ood=every or chosen["ood"], calibrate=every or chosen["calibration"], n=args.n, norm=args.norm, eps=args.eps,
+        eps_l2=args.eps_l2, eps_linf=args.eps_linf, pgd_steps=args.pgd_steps, pgd_step_size=args.pgd_step_size,
+        restarts=args.restarts, autoattack=args.autoattack, aa_version=args.aa_version, aa_n_iter=args.aa_iters,
+        aa_attacks=args.aa_attacks.split(",") if args.aa_attacks else None, n_samples=args.n_samples,
+        steps=args.steps, step_size=args.step_size, sampler=args.sampler, extractor=args.extractor,
+        inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
+        n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root, device=args.device,
+        show_progress=not args.quiet, sweep_steps=args.sweep_steps, seeds=args.seeds, amp=_amp(args.amp))
+    result = evaluate(args.source, options=options, out=out)
     if _reports():
         print(format_table(result))
         if "generative_sweep" in result:
