@@ -19,7 +19,7 @@ from .report import report
 from .sample import sample_to_dir
 from .sample_options import SampleOptions
 from .speed import keep_large_buffers
-from .study import study
+from .study import StudyOptions, study
 from .evaluate.evalnet import train_evalnet
 from .training import train
 
@@ -130,9 +130,10 @@ def _explain(args) -> int:
 
 def _study(args) -> int:
     abl = True if args.ablations == "all" else [] if args.ablations == "none" else args.ablations.split(",")
-    out = study(args.config, args.seeds, args.out, args.overrides, n_autoattack=args.n_autoattack,
-                n_samples=args.n_samples, n_ref=args.n_ref, n_test=args.n_test, sample_steps=args.steps,
-                sgld_steps=args.sgld_steps, ablations=abl, show_progress=not args.quiet)
+    options = StudyOptions(seeds=args.seeds, n_autoattack=args.n_autoattack, n_samples=args.n_samples,
+                           n_ref=args.n_ref, n_test=args.n_test, sample_steps=args.steps, sgld_steps=args.sgld_steps,
+                           ablations=abl, show_progress=not args.quiet)
+    out = study(args.config, args.out, args.overrides, options)
     print(f"study: {out / 'results.md'}, {out / 'report.html'}")
     return 0
 

@@ -18,6 +18,7 @@ import json
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,17 +77,33 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
 
-def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 1000, n_samples: int = 2000,
-          n_ref: int = 10000, n_test: int | None = None, sample_steps: int | None = None,
-          sample_step_size: float | None = None, sgld_steps: int | None = None, ablations=True,
-          show_progress: bool = True) -> Path:
+@dataclass
+class StudyOptions:
+    """Every setting of `study` / `dualat study` (the CLI builds it)."""
+    seeds: int = 3
+    n_autoattack: int = 1000
+    n_samples: int = 2000
+    n_ref: int = 10000
+    n_test: int | None = None
+    sample_steps: int | None = None
+    sample_step_size: float | None = None   # Python API only
+    sgld_steps: int | None = None
+    ablations: object = True                # True (all of ABLATIONS), False, or a list of ABLATIONS names
+    show_progress: bool = True
+
+
+def study(config, out=None, overrides=(), options: StudyOptions | None = None, **settings) -> Path:
     """Run (or continue) the study; returns OUT. See the module docstring for what it does.
 
-    ablations: True (all of ABLATIONS), False, or a list of ABLATIONS names.
+    The settings: a StudyOptions or its fields as keywords (study("digits", seeds=2, out=...)).
     """
+    if options is not None and settings:
+        raise TypeError("give StudyOptions or keywords, not both")
+    o = options if options is not None else StudyOptions(**settings)
+    seeds, show_progress, sample_step_size = o.seeds, o.show_progress, o.sample_step_size
     if seeds < 1:
         raise DualatError(f"--seeds must be at least 1, got {seeds}")
-    names = list(ABLATIONS) if ablations is True else list(ablations or [])
+    names = list(ABLATIONS) if o.ablations is True else list(o.ablations or [])
     unknown = [a for a in names if a not in ABLATIONS]
     if unknown:
         raise DualatError(f"unknown ablation {unknown[0]!r}; choose from {', '.join(ABLATIONS)}")
@@ -95,15 +112,15 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
     out.mkdir(parents=True, exist_ok=True)
     step_size = sample_step_size or default_step_size(base)
     # the options that differ from the CLI's defaults, so results.md states a command that reproduces it
-    options = [f"--{flag} {value}" for flag, value, default in (
-        ("n-autoattack", n_autoattack, 1000), ("n-samples", n_samples, 2000), ("n-ref", n_ref, 10000),
-        ("n-test", n_test, None), ("steps", sample_steps, None), ("sgld-steps", sgld_steps, None),
+    flags = [f"--{flag} {value}" for flag, value, default in (
+        ("n-autoattack", o.n_autoattack, 1000), ("n-samples", o.n_samples, 2000), ("n-ref", o.n_ref, 10000),
+        ("n-test", o.n_test, None), ("steps", o.sample_steps, None), ("sgld-steps", o.sgld_steps, None),
         ("ablations", "none" if not names else ",".join(names), ",".join(ABLATIONS))) if value != default]
     if sample_step_size:
-        options.append(f"(sample_step_size={sample_step_size:g}, Python API only)")
-    settings = {"options": options, "n_autoattack": n_autoattack, "n_samples": n_samples, "n_ref": n_ref, "n_test": n_test,
-                "sample_steps": sample_steps or default_steps(base), "sample_step_size": step_size,
-                "sgld_steps": sgld_steps or base.stage2.t_max}
+        flags.append(f"(sample_step_size={sample_step_size:g}, Python API only)")
+    settings = {"options": flags, "n_autoattack": o.n_autoattack, "n_samples": o.n_samples, "n_ref": o.n_ref,
+                "n_test": o.n_test, "sample_steps": o.sample_steps or default_steps(base),
+                "sample_step_size": step_size, "sgld_steps": o.sgld_steps or base.stage2.t_max}
     t0 = time.time()
     while True:
         busy: list[str] = []
@@ -210,4 +227,4 @@ def run_ablations(config, overrides, out: Path, settings: dict, names: list[str]
     return rows
 
 
-__all__ = ["study", "ROWS", "ABLATIONS"]
+__all__ = ["study", "StudyOptions", "ROWS", "ABLATIONS"]
