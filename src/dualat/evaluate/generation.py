@@ -107,14 +107,12 @@ def generative_family(t: Target, o: GenerativeOptions, out=None):
     s = sample_features(ext, how_to.chunks(draw), dist=dist if how_to.shards else None)
     t.dtypes["samples"] = FLOAT32 if how_to.float32 else t.dtype  # JEM's SGLD / buffer: float32
     t.dtypes["features"] = FLOAT32
-    balanced = labels
     if how_to.needs_replay_buffer:  # unconditional JEM samples: the label is the model's own prediction
         labels = s["labels"]
     fake, fake_probs = s["feats"], s["probs"]
     res = generative_metrics(fake, fake_probs, real, (mu_r, sigma_r), k=k, splits=is_splits)
     if sweep_steps:
-        res["generative_sweep"] = generative_sweep(model, cfg, sampler, ext, real, (mu_r, sigma_r), sweep_steps, seeds,
-                                                   balanced, step_size, sample_seed, train_set, k, is_splits, dist)
+        res["generative_sweep"] = generative_sweep(t, sampler, ext, (real, (mu_r, sigma_r)), draw, o)
     res["fd_floor_train_vs_test"] = frechet_distance(*gaussian_stats(floor), mu_r, sigma_r)
     res["fd_seeds"] = frechet_distance(*gaussian_stats(s["seed_feats"]), mu_r, sigma_r)
     if ext.name == "evalnet":
