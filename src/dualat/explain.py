@@ -20,7 +20,7 @@ import torch
 
 from .data import data_info, load_split
 from .errors import DualatError
-from .explain_io import load_inputs, parse_targets, probs, write_explanations
+from .explain_io import load_inputs, parse_targets, write_explanations
 from .loading import default_output, load_model
 from .pgd import L2Ball, eval_mode, pgd
 from .precision import precision
@@ -50,6 +50,14 @@ def default_radii(shape, train_eps: float | None = None) -> list[float]:
     else:
         scale = math.sqrt(math.prod(shape) / PAPER_DIM)
     return [max(0.01, round(r * scale, 2)) for r in PAPER_RADII]
+
+
+@torch.no_grad()
+def probs(model, x, batch_size, device):
+    """Class probabilities of x (N, ...) in batches, eval mode; CPU result."""
+    with eval_mode(model):
+        return torch.cat([torch.softmax(model(x[i:i + batch_size].to(device)).float(), 1).cpu()
+                          for i in range(0, x.shape[0], batch_size)])
 
 
 @dataclass
@@ -164,7 +172,9 @@ def counterfactuals(source, images: str, target: str | None = None, radii=None, 
         raise DualatError(f"counterfactual figures need images; {d.name} items have shape {shape}")
     dev = next(model.parameters()).device
     dtype, autocast = precision(cfg.amp if amp is None else amp, dev)
-    x, labels, names, sources = load_inputs(images, model, open_test, tuple(shape), n, batch_size, dev)
+    inputs = load_inputs(images, lambda xb: probs(model, xb, batch_size, dev).argmax(1), open_test, tuple(shape), n,
+                         batch_size)
+    x, labels, names, sources = inputs.x, inputs.labels, inputs.names, inputs.sources
     p0 = probs(model, x, batch_size, dev)
     k = p0.shape[1]
     pred = p0.argmax(1)
