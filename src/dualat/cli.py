@@ -13,6 +13,7 @@ from .evaluate.run import evaluate, format_table
 from .evaluate.settings import EvaluateOptions
 from .evaluate.sweep import format_sweep
 from .explain import explain_to_dir
+from .explain_options import ExplainOptions
 from .landscape import landscape
 from .loading import default_output
 from .report import report
@@ -119,11 +120,11 @@ def _sample(args) -> int:
 
 def _explain(args) -> int:
     _one_process("explain")
-    record = explain_to_dir(args.source, args.images, target=args.target,
-                            radii=_numbers(args.radii, float, "--radii"), steps=args.steps, n=args.n,
-                            checkpoint=args.checkpoint, out=args.out, momentum=args.momentum,
-                            batch_size=args.batch_size, device=_device(args.device),
-                            show_progress=not args.quiet, command=sys.argv, amp=_amp(args.amp))
+    options = ExplainOptions(target=args.target, radii=_numbers(args.radii, float, "--radii"), steps=args.steps,
+                             n=args.n, checkpoint=args.checkpoint, momentum=args.momentum, batch_size=args.batch_size,
+                             device=_device(args.device), show_progress=not args.quiet, command=sys.argv,
+                             amp=_amp(args.amp))
+    record = explain_to_dir(args.source, args.images, options, out=args.out)
     print(f"counterfactuals of {len(record['inputs'])} images at radii {record['radii']}: {record['out']}")
     return 0
 
