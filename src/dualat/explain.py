@@ -23,7 +23,7 @@ from .errors import DualatError
 from .explain_io import load_inputs, parse_targets, write_explanations
 from .explain_options import DEFAULT_MOMENTUM, DEFAULT_STEPS, STEP_FACTOR, ExplainOptions
 from .loading import default_output, load_model
-from .pgd import L2Ball, eval_mode, pgd
+from .pgd import L2Ball, Momentum, eval_mode, pgd
 from .precision import precision
 
 PAPER_RADII = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # CIFAR-10, d = 3072, trained at L2 eps 0.5
@@ -117,9 +117,10 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
             xb = x[idx[sl]].to(device)
             r = r_all[sl].to(device)
             # per-sample radius and step: each step moves step_factor x radius / steps
-            out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=L2Ball(r),
-                          steps=steps, step_size=step_factor / steps * r, momentum=momentum,
-                          autocast=autocast, callback=lambda i, _x: bar.update(1)).cpu()
+            threat = Momentum(L2Ball(r), momentum) if momentum > 0 else L2Ball(r)
+            out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=threat,
+                          steps=steps, step_size=step_factor / steps * r, autocast=autocast,
+                          callback=lambda i, _x: bar.update(1)).cpu()
     p = probs(model, out, batch_size, device)
     shape = (len(radii), n)
     return Explanation(

@@ -74,7 +74,7 @@ def pgd_accuracy(model, dataset, n: int | None, norm: str = "L2", eps: float = 1
             still = torch.ones_like(y, dtype=torch.bool)
             for r in range(restarts):
                 x_adv = pgd(model, x, y, objective="ce", threat=threat, steps=steps, step_size=step_size,
-                            random_start=restarts > 1, generator=g)
+                            random_start=g if restarts > 1 else False)
                 with torch.no_grad():
                     still &= model(x_adv).argmax(1) == y
             robust += still.sum().item()

@@ -52,10 +52,11 @@ def attack_steps(attack: AttackConfig) -> tuple[int, float]:
 def adversarial_examples(model, x, y, attack: AttackConfig, generator=None, autocast=None):
     """Untargeted PGD on cross-entropy inside the attack's ball, model in eval mode."""
     steps, step_size = attack_steps(attack)
+    # a random start drawn from `generator` (the global RNG without one), or none
+    start = (generator if generator is not None else True) if attack.random_start else False
     with eval_mode(model):
         return pgd(model, x, y, objective="ce", threat=make_threat(attack.norm, attack.eps), steps=steps,
-                   step_size=step_size, random_start=attack.random_start, generator=generator,
-                   autocast=autocast)
+                   step_size=step_size, random_start=start, autocast=autocast)
 
 
 def contrastive_samples(model, seeds, y, steps: int, step_size: float, objective: str = "class_logit",
