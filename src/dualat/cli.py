@@ -14,7 +14,7 @@ from .evaluate.settings import EvaluateOptions
 from .evaluate.sweep import format_sweep
 from .explain import explain_to_dir
 from .explain_options import ExplainOptions
-from .landscape import landscape
+from .landscape import LandscapeOptions, landscape
 from .loading import default_output
 from .report import report
 from .sample import sample_to_dir
@@ -140,9 +140,9 @@ def _study(args) -> int:
 
 
 def _landscape(args) -> int:
-    record = landscape(args.runs, args.out, checkpoints=args.checkpoints, resolution=args.resolution,
-                       n_paths=args.paths, steps=args.steps, step_size=args.step_size, seed=args.seed,
-                       show_progress=not args.quiet)
+    options = LandscapeOptions(checkpoints=args.checkpoints, resolution=args.resolution, n_paths=args.paths,
+                               steps=args.steps, step_size=args.step_size, seed=args.seed, show_progress=not args.quiet)
+    record = landscape(args.runs, args.out, options)
     print(f"landscape of {len(record['panels'])} models: {record['out']} (numbers: "
           f"{record['out'].rsplit('.', 1)[0]}.json)")
     return 0

@@ -17,6 +17,7 @@ Besides the PNG, `landscape.json` records per panel the numbers the picture show
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -170,24 +171,41 @@ def _legend(width: int, classes: list[str]) -> Image.Image:
     return img
 
 
-def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: int = 12, steps: int | None = None,
-              step_size: float | None = None, seed: int = 0, n_points: int = 600, size: int = 320,
-              show_progress: bool = False) -> dict:
+@dataclass
+class LandscapeOptions:
+    """Every setting of `landscape` / `dualat landscape` (the CLI builds it)."""
+    checkpoints: list[str] | None = None    # the first run's panels (default: its method's)
+    resolution: int = 160                   # energy grid points per side
+    n_paths: int = 12                       # sampler trajectories drawn
+    steps: int | None = None                # default: the first run's final T
+    step_size: float | None = None          # default: 2 x its stage2.step_size
+    seed: int = 0
+    n_points: int = 600                     # training points drawn
+    size: int = 320                         # pixels per panel
+    show_progress: bool = False
+
+
+def landscape(runs, out=None, options: LandscapeOptions | None = None, **settings) -> dict:
     """Draw the landscape figure of one or more toy2d runs (see the module docstring).
 
     runs: a run directory or a list of them (the first sets the sampler: its final T and 2 x its
-    stage2.step_size unless steps / step_size are given). Writes `out` (default
-    FIRST_RUN/landscape.png) and landscape.json beside it; returns that record.
+    stage2.step_size unless steps / step_size are given). The settings: a LandscapeOptions or its
+    fields as keywords. Writes `out` (default FIRST_RUN/landscape.png) and landscape.json beside
+    it; returns that record.
     """
+    if options is not None and settings:
+        raise TypeError("give LandscapeOptions or keywords, not both")
+    o = options if options is not None else LandscapeOptions(**settings)
+    resolution, n_paths, seed, n_points, size = o.resolution, o.n_paths, o.seed, o.n_points, o.size
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if not runs:
         raise DualatError("give at least one toy2d run directory")
     for v, what in ((resolution, "resolution"), (n_paths, "number of trajectories"), (n_points, "number of points")):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise DualatError(f"{what} must be a whole number >= 1, got {v!r}")
-    panels = panels_of(runs, checkpoints)
-    first = open_for_sampling(panels[0][0], SampleOptions(checkpoint=panels[0][1], steps=steps, step_size=step_size,
-                                                          device="cpu"))
+    panels = panels_of(runs, o.checkpoints)
+    first = open_for_sampling(panels[0][0], SampleOptions(checkpoint=panels[0][1], steps=o.steps,
+                                                          step_size=o.step_size, device="cpu"))
     model0, cfg0, shape, k, steps, step_size, src = (first.model, first.cfg, first.shape, first.k, first.steps,
                                                      first.step_size, first.seeds)
     if tuple(shape) != (2,):
@@ -201,7 +219,7 @@ def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: 
     seeds = src.sample(n_paths, labels, torch.Generator().manual_seed(seed))
     out = Path(out) if out else Path(runs[0]) / DEFAULT_NAME
     images, records = [], []
-    bar = progress(len(panels), 0, "landscape", show_progress)
+    bar = progress(len(panels), 0, "landscape", o.show_progress)
     for source, ck, label in panels:
         model, cfg, info = load_model(source, ck)
         if cfg.data.name != cfg0.data.name:
@@ -230,4 +248,4 @@ def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: 
     return record
 
 
-__all__ = ["landscape", "panels_of", "energy_grid", "colormap"]
+__all__ = ["LandscapeOptions", "landscape", "panels_of", "energy_grid", "colormap"]

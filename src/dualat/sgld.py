@@ -125,10 +125,13 @@ def predictions(model, x, device, batch_size: int = 500) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
+CHAIN_BATCH = 500  # chains run together by sgld_batches
+
+
 def sgld_batches(model, x0: torch.Tensor, steps: int, step_size: float, noise: float, g, clamp: bool,
-                 autocast=None, batch_size: int = 500) -> torch.Tensor:
-    """Fresh SGLD chains for many starting points, in batches; CPU result."""
-    device = next(model.parameters()).device
+                 autocast=None) -> torch.Tensor:
+    """Fresh SGLD chains for many starting points, CHAIN_BATCH at a time; CPU result."""
+    device, batch_size = next(model.parameters()).device, CHAIN_BATCH
     out = [sgld(model, x0[i:i + batch_size].to(device), steps, step_size, noise, g, clamp, autocast).cpu()
            for i in range(0, len(x0), batch_size)]
     return torch.cat(out)
