@@ -104,7 +104,7 @@ def test_pgd_under_autocast_keeps_the_objective_gradient_and_normalisation_float
                         real_ce(logits, y))
     x, y = torch.rand(6, 1, 8, 8), torch.arange(6)
     out = pgd_mod.pgd(model, x, y, objective="ce", threat=pgd_mod.L2Ball(1.0), steps=2, step_size=0.5,
-                      random_start=True, generator=torch.Generator().manual_seed(0), autocast=BF16_CPU)
+                      random_start=torch.Generator().manual_seed(0), autocast=BF16_CPU)
     assert seen["out"] and set(seen["out"]) == {torch.bfloat16}  # the model really ran in bf16
     assert seen["obj"] == torch.float32
     assert seen["norm"] and set(seen["norm"]) == {(torch.float32, torch.float32)}
