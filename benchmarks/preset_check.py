@@ -84,7 +84,7 @@ def peak_memory(device: torch.device) -> dict:
 def main(argv=None) -> dict:
     from dualat.config import load_config
     from dualat.training import train
-    from dualat.training.log import read_log
+    from dualat.ui import read_log
     a = parse_args(argv)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():

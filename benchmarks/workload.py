@@ -20,10 +20,12 @@ from dualat import speed
 from dualat.config import load_config
 from dualat.models import create_model, forward_flops, freeze_batchnorm
 from dualat.pgd import eval_mode, input_grad_only
-from dualat.sample import generate
-from dualat.training.common import autocast_factory, cpu_has_bf16, make_optimizer, maybe
+from dualat.samplers import generate
+from dualat.optim import make_optimizer
+from dualat.precision import onednn_bf16, precision
+from dualat.training.common import maybe
 from dualat.training.reference import reference_dat_step
-from dualat.training.steps import attack_steps, dat_step
+from dualat.training.steps import StepRig, attack_steps, dat_step
 
 from .timing import count_flops
 
@@ -31,7 +33,7 @@ FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 
 def BF16_CPU():
-    """What `amp=true` gives on a CPU with native bf16 (training.common.autocast_factory)."""
+    """What `amp=true` gives on a CPU with native bf16 (dualat.precision)."""
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
@@ -68,7 +70,7 @@ class Workload:
         self.lib_format_name = "channels_last" if (cfg.model.channels_last if channels_last is None
                                                     else channels_last) else "contiguous"
         self.lib_format = FORMATS[self.lib_format_name]
-        self.autocast = autocast_factory(device, amp)
+        self.autocast = precision(amp, device)[1]
         self.compiled = False
         torch.manual_seed(0)
         base = create_model(cfg.model.name, num_classes=10, in_channels=self.shape[0], image_size=self.shape[-1],
@@ -84,7 +86,7 @@ class Workload:
             speed.compile_model(self.pass_models[self.lib_format_name], device)
         # amp_variant: also the library step with amp=true (bf16 autocast), on a CPU with native bf16
         # (amp_anyway: on any CPU, where bf16 may be emulated, to measure what it costs there)
-        self.amp_native = device.type == "cpu" and cpu_has_bf16()
+        self.amp_native = device.type == "cpu" and onednn_bf16()
         self.amp_variant = amp_variant and not amp and device.type == "cpu" and (self.amp_native or amp_anyway)
         if self.amp_variant:
             self.lib_amp = copy.deepcopy(self.lib)
@@ -116,7 +118,8 @@ class Workload:
 
         def step():
             x_r, x_a, seeds = (self.batch(n).contiguous(memory_format=fmt) for n in ("real", "adv", "seeds"))
-            return dat_step(model, opt, (x_r, y), seeds, (x_a, y), T, self.s2, gen, autocast, threat=self.threat)
+            return dat_step(model, opt, (x_r, y), seeds, (x_a, y), T, self.s2, gen, StepRig(autocast),
+                            threat=self.threat)
         return step
 
     def ref_step(self, T: int):

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from dualat.errors import DualatError
-from dualat.evaluate.sampling_cost import DAT_STEPS, SGLD_STEPS, markdown, sampling_cost
+from dualat.evaluate.sampling_cost import DAT_STEPS, SGLD_STEPS, SamplingCostOptions, markdown, sampling_cost
 
 
 def main(argv=None) -> int:
@@ -39,11 +39,12 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:
-        result = sampling_cost(a.dat, a.jem, a.out, n_samples=a.n_samples, n_ref=a.n_ref, ref_split=a.ref_split,
-                               dat_steps=a.dat_steps, sgld_steps=a.sgld_steps, extractor=a.extractor,
-                               inception_weights=a.inception_weights, seed=a.seed, stage1=not a.no_stage1,
-                               gaussian_start=not a.no_gaussian_start, device=a.device, show_progress=not a.quiet,
-                               dat_seeds=a.dat_seeds)
+        options = SamplingCostOptions(n_samples=a.n_samples, n_ref=a.n_ref, ref_split=a.ref_split,
+                                      dat_steps=a.dat_steps, sgld_steps=a.sgld_steps, extractor=a.extractor,
+                                      inception_weights=a.inception_weights, seed=a.seed, stage1=not a.no_stage1,
+                                      gaussian_start=not a.no_gaussian_start, device=a.device,
+                                      show_progress=not a.quiet, dat_seeds=a.dat_seeds)
+        result = sampling_cost(a.dat, a.jem, a.out, options)
     except DualatError as exc:
         print(f"sampling_cost: error: {exc}", file=sys.stderr)
         return 2

@@ -150,3 +150,14 @@ def test_the_report_names_the_prefix_it_stripped(layout, renamed):
     report = load_weights(create_model("wrn16_4", num_classes=10, in_channels=3, image_size=32),
                           extract_state_dict(_foreign(layout, src)))
     assert {k: v for k, v in report["renamed"].items() if not k.startswith("module.normalizer")} == renamed
+
+
+def test_a_text_file_named_last_pt_is_named_not_a_pytorch_file(tmp_path):
+    """A text file is no checkpoint at all: one line saying so, not the unpickling refusal."""
+    from dualat.checkpoint import safe_load
+    from dualat.errors import DualatError
+    for text in ("config: 1\n", "hello\n", ""):
+        (tmp_path / "last.pt").write_text(text)
+        with pytest.raises(DualatError, match=r"is not a PyTorch file \((it starts with the text|it is empty)") as err:
+            safe_load(tmp_path / "last.pt")
+        assert "\n" not in str(err.value) and "run code" not in str(err.value)

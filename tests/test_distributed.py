@@ -20,7 +20,7 @@ from dualat.loading import load_model
 from dualat.sample import sample_to_dir
 from dualat.training import train
 from dualat.distributed import parameter_digest
-from dualat.training.log import read_log
+from dualat.ui import read_log
 
 # global batches of 64 (32 per process); short enough for three launches in well under a minute
 DDP_DIGITS = TINY_DIGITS + ["stage1.iterations=20", "stage2.iterations=12", "eval.every=6", "log.every=3",

@@ -33,8 +33,7 @@ def test_l2_attack_never_leaves_its_ball_and_box(eps):
     model = tiny_model()
     x, y = batch()
     seen = []
-    adv = pgd(model, x, y, objective="ce", threat=L2Ball(eps), steps=15, step_size=eps / 2, random_start=True,
-              generator=torch.Generator().manual_seed(0), callback=lambda i, z: seen.append(z))
+    adv = pgd(model, x, y, objective="ce", threat=L2Ball(eps), steps=15, step_size=eps / 2, random_start=torch.Generator().manual_seed(0), callback=lambda i, z: seen.append(z))
     for z in seen + [adv]:
         assert ((z - x).flatten(1).norm(dim=1) <= eps + 1e-5).all()
         assert z.min() >= 0 and z.max() <= 1

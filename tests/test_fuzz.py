@@ -124,7 +124,7 @@ def test_fuzz_the_command_line(tmp_path, monkeypatch):
     """Random argv: exit code 0 (help) or 2 (one `dualat: error:` line), or a stand-in for the
     real work is reached; no other exception escapes `main`."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys.modules["dualat.training.run"], "Run", _would_start)          # training: after all checks
+    monkeypatch.setattr(sys.modules["dualat.training.run"], "open_run", _would_start)     # training: after all checks
     monkeypatch.setattr(sys.modules["dualat.cli"], "train_evalnet", _would_start)  # the CLI imports it once
     outcomes = {}
 

@@ -176,7 +176,8 @@ def test_a_kill_during_atomic_save_leaves_the_previous_file(tmp_path):
 
 @pytest.mark.parametrize("torn", [b'{"stage": 1, "itera', b""])
 def test_resume_cuts_a_torn_log_line(tmp_path, torn):
-    from dualat.training.log import MetricLog, read_log
+    from dualat.training.log import MetricLog
+    from dualat.ui import read_log
     (tmp_path / "metrics.jsonl").write_bytes(b'{"stage": 1, "iteration": 3}\n' + torn)
     log = MetricLog(tmp_path)
     log.write({"stage": 1, "iteration": 4})

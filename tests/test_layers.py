@@ -1,25 +1,37 @@
-"""The package's imports go one way, in the layers of docs/design.md ("Layers"): a module never
-imports one of a higher layer, not even inside a function, and the units (top-level modules and
-subpackages) import each other without a cycle. Imports inside functions count like any other,
-so no lazy import can be hiding a circle."""
+"""The package's imports go one way, in the layers of docs/guide.md ("Layout", the one copy of the
+layer map, read here): a module never imports one of a higher layer, not even inside a function,
+and the units (top-level modules and subpackages) import each other without a cycle. Imports
+inside functions count like any other, so no lazy import can be hiding a circle."""
 import ast
+import re
 from pathlib import Path
 
 import dualat
 
 SRC = Path(dualat.__file__).parent
-LAYERS = {
-    1: ["errors", "version", "rundir", "worklock", "atomic", "configparse", "configcheck", "config", "energy",
-        "metrics", "images", "ui"],
-    2: ["data", "models", "checkpoint", "speed", "precision", "distributed", "optim"],
-    3: ["pgd", "sampler", "sgld"],
-    4: ["loading", "sample_io", "sample", "explain_io", "explain", "landscape"],
-    5: ["evaluate"],
-    6: ["training"],
-    7: ["report", "study_report", "study_runs", "study"],
-    8: ["cli_args", "cli"],
-    9: ["__init__", "__main__"],
-}
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide.md"
+
+
+def guide_layers() -> dict[int, list[str]]:
+    """{layer: [unit, ...]} from the numbered list of docs/guide.md "Layout": the `name.py` and
+    `name/` in backticks of each item (`training/loop.py`-style paths inside an item are not units)."""
+    text = GUIDE.read_text()
+    section = text[text.index("## Layout"):]
+    section = section[:section.find("\n## ", 3) if "\n## " in section[3:] else len(section)]
+    layers, current = {}, None
+    for line in section.splitlines():
+        item = re.match(r"(\d+)\. ", line)
+        if item:
+            current = int(item.group(1))
+            layers[current] = []
+        elif not line.startswith("   "):
+            current = None
+        if current is not None:
+            layers[current] += [m.group(1) for m in re.finditer(r"`([a-z_0-9]+)(?:\.py|/)`", line)]
+    return layers
+
+
+LAYERS = guide_layers()
 LAYER = {unit: n for n, units in LAYERS.items() for unit in units}
 
 
@@ -68,7 +80,7 @@ def _is_module(name: str) -> bool:
 def test_every_unit_has_a_layer():
     units = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
              if (p.suffix == ".py") or (p / "__init__.py").is_file()}
-    assert units <= set(LAYER), f"give these a layer in design.md and here: {sorted(units - set(LAYER))}"
+    assert units <= set(LAYER), f"give these a layer in docs/guide.md (Layout): {sorted(units - set(LAYER))}"
 
 
 def test_no_module_imports_a_higher_layer():
@@ -105,7 +117,7 @@ def test_the_walk_sees_imports_inside_functions():
 
 
 def test_config_is_plain_data_below_the_registries_that_check_its_names():
-    """design.md puts config in layer 1: it imports no registry; data/ and models/ add their name
+    """The guide's Layout puts config in layer 1: it imports no registry; data/ and models/ add their name
     checks to it, and a bad name is still refused when a config is read."""
     from dualat import data, models
     from dualat.config import load_config

@@ -11,6 +11,7 @@ from dualat import precision
 from dualat.config import load_config
 from dualat.errors import DualatError
 from dualat.models import create_model, freeze_batchnorm
+from dualat.optim import make_optimizer
 from dualat.training import common
 
 CPU = torch.device("cpu")
@@ -20,11 +21,11 @@ BF16_CPU = precision.autocast_for(precision.BF16, CPU)
 def test_amp_auto_resolves_by_the_hardware(monkeypatch):
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)
     assert precision.resolve("auto", CPU) == "bfloat16"
-    with common.autocast_factory(CPU, "auto")():
+    with precision.precision("auto", CPU)[1]():
         assert torch.nn.Linear(4, 4)(torch.rand(2, 4)).dtype == torch.bfloat16
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: False)
     assert precision.resolve("auto", CPU) == "float32"
-    assert common.autocast_factory(CPU, "auto") is None
+    assert precision.precision("auto", CPU) == ("float32", None)
     monkeypatch.setattr(precision, "cuda_bf16", lambda device: True)
     assert precision.resolve("auto", "cuda") == "bfloat16"
     monkeypatch.setattr(precision, "cuda_bf16", lambda device: False)
@@ -61,7 +62,7 @@ def test_amp_config_accepts_true_false_auto_only():
 def test_the_log_start_event_and_summary_name_the_precision_used(native, tmp_path, monkeypatch):
     from dualat.report import report
     from dualat.training import train
-    from dualat.training.log import read_log
+    from dualat.ui import read_log
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: native)
     args = TINY_DIGITS + ["amp=auto", "device=cpu", "stage1.iterations=2", "stage2.iterations=1", "eval.every=1"]
     run = train("digits", args, out=tmp_path / "r", show_progress=False)
@@ -108,7 +109,7 @@ def test_pgd_under_autocast_keeps_the_objective_gradient_and_normalisation_float
                         real_ce(logits, y))
     x, y = torch.rand(6, 1, 8, 8), torch.arange(6)
     out = pgd_mod.pgd(model, x, y, objective="ce", threat=pgd_mod.L2Ball(1.0), steps=2, step_size=0.5,
-                      random_start=True, generator=torch.Generator().manual_seed(0), autocast=BF16_CPU)
+                      random_start=torch.Generator().manual_seed(0), autocast=BF16_CPU)
     assert seen["out"] and set(seen["out"]) == {torch.bfloat16}  # the model really ran in bf16
     assert seen["obj"] == torch.float32
     assert seen["norm"] and set(seen["norm"]) == {(torch.float32, torch.float32)}
@@ -137,9 +138,9 @@ def test_dat_step_under_autocast_feeds_float32_energies_to_the_bce_and_the_ema_s
     model.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     g = torch.Generator().manual_seed(0)
     x, seeds, y = torch.rand(8, 1, 8, 8, generator=g), torch.rand(8, 1, 8, 8, generator=g), torch.arange(8) % 10
-    opt = common.make_optimizer(model.parameters(), s2.optim)
-    m = steps.dat_step(model, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1), BF16_CPU,
-                       threat=cfg.threat)
+    opt = make_optimizer(model.parameters(), s2.optim)
+    m = steps.dat_step(model, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1),
+                       steps.StepRig(BF16_CPU), threat=cfg.threat)
     assert torch.bfloat16 in seen  # the training forward really ran under bf16 autocast
     assert fed == {"bce": torch.float32, "ce": torch.float32}
     assert all(isinstance(m[k], float) for k in ("bce", "ce", "auc"))

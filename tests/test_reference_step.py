@@ -7,7 +7,8 @@ import torch
 from dualat.config import load_config
 from dualat.data import load_dataset
 from dualat.models import create_model, freeze_batchnorm
-from dualat.training.common import EMA, Curriculum, make_optimizer
+from dualat.optim import make_optimizer
+from dualat.training.common import EMA, Curriculum
 from dualat.training.reference import reference_dat_step
 from dualat.training.steps import dat_step
 

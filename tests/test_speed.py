@@ -85,22 +85,23 @@ def test_model_compile_is_a_validated_config_key():
 
 
 def test_amp_on_cpu_is_bf16_autocast_where_native_else_ignored(monkeypatch):
-    from dualat.training import common
+    from dualat import precision
     cpu = torch.device("cpu")
-    assert common.autocast_factory(cpu, False) is None
-    if common.cpu_has_bf16():
-        with common.autocast_factory(cpu, True)():
+    assert precision.precision(False, cpu) == ("float32", None)
+    if precision.onednn_bf16():
+        with precision.precision(True, cpu)[1]():
             assert torch.nn.Linear(4, 4)(torch.rand(2, 4)).dtype == torch.bfloat16
-    monkeypatch.setattr(common, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "onednn_bf16", lambda: False)
     with pytest.warns(RuntimeWarning, match="no native bf16"):
-        assert common.autocast_factory(cpu, True) is None
+        assert precision.precision(True, cpu) == ("float32", None)
 
 
 def test_dat_step_under_cpu_bf16_gives_the_float32_losses_roughly():
-    from dualat.training import common
-    from dualat.training.steps import dat_step
+    from dualat import precision
+    from dualat.optim import make_optimizer
+    from dualat.training.steps import StepRig, dat_step
     from dualat.models import freeze_batchnorm
-    if not common.cpu_has_bf16():
+    if not precision.onednn_bf16():
         pytest.skip("no native bf16 on this CPU")
     cfg = load_config("digits")
     s2 = cfg.stage2
@@ -109,10 +110,10 @@ def test_dat_step_under_cpu_bf16_gives_the_float32_losses_roughly():
     g = torch.Generator().manual_seed(0)
     x, seeds, y = torch.rand(32, 1, 8, 8, generator=g), torch.rand(32, 1, 8, 8, generator=g), torch.arange(32) % 10
     out = []
-    for autocast in (None, common.autocast_factory(torch.device("cpu"), True)):
+    for autocast in (None, precision.autocast_for(precision.BF16, torch.device("cpu"))):
         m = copy.deepcopy(model)
-        opt = common.make_optimizer(m.parameters(), s2.optim)
-        out.append(dat_step(m, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1), autocast,
-                            threat=cfg.threat))
+        opt = make_optimizer(m.parameters(), s2.optim)
+        out.append(dat_step(m, opt, (x, y), seeds, (x, y), 2, s2, torch.Generator().manual_seed(1),
+                            StepRig(autocast), threat=cfg.threat))
     for key in ("bce", "ce", "e_real", "e_contrastive"):
         assert out[1][key] == pytest.approx(out[0][key], rel=0.05, abs=0.02), key

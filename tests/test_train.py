@@ -13,7 +13,8 @@ from dualat.energy import energy
 from dualat.errors import DualatError
 from dualat.models import create_model, freeze_batchnorm
 from dualat.training import train
-from dualat.training.common import EMA, Curriculum, make_optimizer
+from dualat.optim import make_optimizer
+from dualat.training.common import EMA, Curriculum
 from dualat.training.steps import dat_step
 
 

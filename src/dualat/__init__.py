@@ -6,8 +6,10 @@ from .errors import DualatError
 from .explain import explain
 from .models import create_model, freeze_batchnorm
 from .pgd import pgd
-from .sample import generate, sample
-from .training import train, train_evalnet
+from .sample import sample
+from .samplers import generate
+from .evaluate.evalnet import train_evalnet
+from .training import train
 from .version import __version__
 __all__ = ["Config", "load_config", "energy", "joint_energy", "class_probs", "DualatError", "create_model",
            "freeze_batchnorm", "pgd", "generate", "sample", "explain", "train", "train_evalnet"]

@@ -45,6 +45,10 @@ def safe_load(path: str | Path, map_location="cpu") -> dict:
         except Exception as exc:  # safetensors raises its own error types
             raise DualatError(f"checkpoint {path} is not a readable safetensors file "
                               f"({_first_sentence(str(exc))})") from None
+    head = _head(path)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch.save's zip nor a binary pickle
+        raise DualatError(f"checkpoint {path} is not a PyTorch file ({_describe(head)}); give a .pt / .pth "
+                          "file that torch.save or `dualat train` wrote, a .safetensors file or a run directory")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols; our error line says enough
             warnings.simplefilter("ignore", UserWarning)
@@ -55,6 +59,22 @@ def safe_load(path: str | Path, map_location="cpu") -> dict:
             raise DualatError(_refusal(path, text)) from None
         raise DualatError(f"checkpoint {path} is truncated or not a PyTorch file "
                           f"({_first_sentence(text) or type(exc).__name__})") from None
+
+
+def _head(path: Path, n: int = 64) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _describe(head: bytes) -> str:
+    """What the first bytes of a file look like: empty, text (quoted) or binary."""
+    if not head:
+        return "it is empty"
+    try:
+        text = head.decode("utf-8").splitlines()[0][:40]
+    except (UnicodeDecodeError, IndexError):
+        return "its first bytes are neither a zip archive nor a pickle"
+    return f"it starts with the text {text!r}"
 
 
 def _first_sentence(text: str, limit: int = 160) -> str:

@@ -10,36 +10,39 @@ from .config import load_config
 from .distributed import from_env
 from .errors import DualatError
 from .evaluate.run import evaluate, format_table
+from .evaluate.settings import EvaluateOptions
 from .evaluate.sweep import format_sweep
 from .explain import explain_to_dir
-from .landscape import landscape
+from .explain_options import ExplainOptions
+from .landscape import LandscapeOptions, landscape
 from .loading import default_output
 from .report import report
 from .sample import sample_to_dir
+from .sample_options import SampleOptions
 from .speed import keep_large_buffers
-from .study import study
-from .training import train, train_evalnet
+from .study import StudyOptions, study
+from .evaluate.evalnet import train_evalnet
+from .training import train
 
 
 def _eval(args) -> int:
     chosen = {f: getattr(args, f) for f in ("robust", "generative", "ood", "calibration", "counterfactuals")}
     every = not any(chosen.values())  # the first four; counterfactuals only when asked for
     out = args.out or default_output(args.source, "eval", args.checkpoint, stamped=False)
-    result = evaluate(args.source, args.checkpoint, robust=every or chosen["robust"],
-                      generative=every or chosen["generative"], ood=every or chosen["ood"],
-                      calibrate=every or chosen["calibration"], n=args.n, norm=args.norm, eps=args.eps,
-                      eps_l2=args.eps_l2, eps_linf=args.eps_linf, pgd_steps=args.pgd_steps,
-                      pgd_step_size=args.pgd_step_size, restarts=args.restarts, autoattack=args.autoattack,
-                      aa_version=args.aa_version, aa_n_iter=args.aa_iters,
-                      aa_attacks=args.aa_attacks.split(",") if args.aa_attacks else None,
-                      n_samples=args.n_samples, steps=args.steps, step_size=args.step_size, sampler=args.sampler,
-                      extractor=args.extractor,
-                      inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
-                      n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root,
-                      out=out, device=args.device, show_progress=not args.quiet, sweep_steps=args.sweep_steps,
-                      seeds=args.seeds, amp=_amp(args.amp), counterfactuals=chosen["counterfactuals"],
-                      **_given(cf_n=args.cf_n, cf_target=args.cf_target, radii=_numbers(args.radii, float, "--radii"),
-                               cf_steps=args.cf_steps, judge=args.judge))
+    options = EvaluateOptions.of(
+        args.checkpoint, robust=every or chosen["robust"], generative=every or chosen["generative"],
+        ood=every or chosen["ood"], calibrate=every or chosen["calibration"], n=args.n, norm=args.norm, eps=args.eps,
+        eps_l2=args.eps_l2, eps_linf=args.eps_linf, pgd_steps=args.pgd_steps, pgd_step_size=args.pgd_step_size,
+        restarts=args.restarts, autoattack=args.autoattack, aa_version=args.aa_version, aa_n_iter=args.aa_iters,
+        aa_attacks=args.aa_attacks.split(",") if args.aa_attacks else None, n_samples=args.n_samples,
+        steps=args.steps, step_size=args.step_size, sampler=args.sampler, extractor=args.extractor,
+        inception_weights=args.inception_weights, ref_stats=args.ref_stats, ref_split=args.ref_split,
+        n_ref=args.n_ref, n_ood=args.n_ood, ood_eps=args.ood_eps, ood_root=args.ood_root, device=args.device,
+        show_progress=not args.quiet, sweep_steps=args.sweep_steps, seeds=args.seeds, amp=_amp(args.amp),
+        counterfactuals=chosen["counterfactuals"],
+        **_given(cf_n=args.cf_n, cf_target=args.cf_target, radii=_numbers(args.radii, float, "--radii"),
+                 cf_steps=args.cf_steps, judge=args.judge))
+    result = evaluate(args.source, options=options, out=out)
     if _reports():
         print(format_table(result))
         if "generative_sweep" in result:
@@ -112,12 +115,12 @@ def _amp(text):
 
 
 def _sample(args) -> int:
-    record = sample_to_dir(args.source, args.out, n=args.n, classes=_numbers(args.classes, int, "--classes"),
-                           steps=args.steps, step_size=args.step_size, seeds=args.seeds,
-                           unconditional=args.unconditional, seed=args.seed, checkpoint=args.checkpoint,
-                           batch_size=args.batch_size, png=args.png, trajectory=args.trajectory,
-                           device=_device(args.device), show_progress=not args.quiet, command=sys.argv,
-                           amp=_amp(args.amp))
+    options = SampleOptions(n=args.n, classes=_numbers(args.classes, int, "--classes"), steps=args.steps,
+                            step_size=args.step_size, seeds=args.seeds, unconditional=args.unconditional,
+                            seed=args.seed, checkpoint=args.checkpoint, batch_size=args.batch_size, png=args.png,
+                            trajectory=args.trajectory, device=_device(args.device), show_progress=not args.quiet,
+                            command=sys.argv, amp=_amp(args.amp))
+    record = sample_to_dir(args.source, args.out, options)
     if _reports():
         print(f"{record['n']} samples ({record['steps']} steps of {record['step_size']:g}): {record['out']}")
     return 0
@@ -125,29 +128,30 @@ def _sample(args) -> int:
 
 def _explain(args) -> int:
     _one_process("explain")
-    record = explain_to_dir(args.source, args.images, target=args.target,
-                            radii=_numbers(args.radii, float, "--radii"), steps=args.steps, n=args.n,
-                            checkpoint=args.checkpoint, out=args.out, momentum=args.momentum,
-                            batch_size=args.batch_size, device=_device(args.device),
-                            show_progress=not args.quiet, command=sys.argv, amp=_amp(args.amp))
+    options = ExplainOptions(target=args.target, radii=_numbers(args.radii, float, "--radii"), steps=args.steps,
+                             n=args.n, checkpoint=args.checkpoint, momentum=args.momentum, batch_size=args.batch_size,
+                             device=_device(args.device), show_progress=not args.quiet, command=sys.argv,
+                             amp=_amp(args.amp))
+    record = explain_to_dir(args.source, args.images, options, out=args.out)
     print(f"counterfactuals of {len(record['inputs'])} images at radii {record['radii']}: {record['out']}")
     return 0
 
 
 def _study(args) -> int:
     abl = True if args.ablations == "all" else [] if args.ablations == "none" else args.ablations.split(",")
-    out = study(args.config, args.seeds, args.out, args.overrides, n_autoattack=args.n_autoattack,
-                n_samples=args.n_samples, n_ref=args.n_ref, n_test=args.n_test, sample_steps=args.steps,
-                sgld_steps=args.sgld_steps, ablations=abl, show_progress=not args.quiet,
-                counterfactuals=args.counterfactuals)
+    options = StudyOptions(seeds=args.seeds, n_autoattack=args.n_autoattack, n_samples=args.n_samples,
+                           n_ref=args.n_ref, n_test=args.n_test, sample_steps=args.steps, sgld_steps=args.sgld_steps,
+                           ablations=abl, show_progress=not args.quiet,
+                           counterfactuals=args.counterfactuals)
+    out = study(args.config, args.out, args.overrides, options)
     print(f"study: {out / 'results.md'}, {out / 'report.html'}")
     return 0
 
 
 def _landscape(args) -> int:
-    record = landscape(args.runs, args.out, checkpoints=args.checkpoints, resolution=args.resolution,
-                       n_paths=args.paths, steps=args.steps, step_size=args.step_size, seed=args.seed,
-                       show_progress=not args.quiet)
+    options = LandscapeOptions(checkpoints=args.checkpoints, resolution=args.resolution, n_paths=args.paths,
+                               steps=args.steps, step_size=args.step_size, seed=args.seed, show_progress=not args.quiet)
+    record = landscape(args.runs, args.out, options)
     print(f"landscape of {len(record['panels'])} models: {record['out']} (numbers: "
           f"{record['out'].rsplit('.', 1)[0]}.json)")
     return 0

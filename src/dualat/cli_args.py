@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .errors import DualatError
+from .samplers import SAMPLERS
 
 
 def count(text: str) -> int:
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--aa-attacks", default=None, help="comma-separated, for --aa-version custom (default apgd-ce)")
     v.add_argument("--aa-iters", type=count, default=None, help="override APGD/FAB iterations (non-standard)")
     v.add_argument("--n-samples", type=count, default=10000, help="class-balanced samples for generative metrics")
-    v.add_argument("--sampler", choices=["pgd", "buffer", "sgld"], default=None,
+    v.add_argument("--sampler", choices=list(SAMPLERS), default=None,
                    help="pgd: DAT's sampler (default for DAT runs); buffer: a JEM run's replay buffer (default for "
                    "JEM runs); sgld: fresh SGLD chains of a JEM run")
     v.add_argument("--steps", type=count0, default=None, help="sampling steps (default: the steps the run chose at "

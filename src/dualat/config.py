@@ -15,7 +15,7 @@ import yaml
 
 from .atomic import atomic_write_text
 from .configcheck import validate
-from .configparse import build, deep_update, parse_number, parse_override, to_dict  # noqa: F401  (parse_number: for old imports)
+from .configparse import build, deep_update, parse_override, to_dict
 from .errors import DualatError
 
 PRESET_DIR = Path(__file__).parent / "configs"

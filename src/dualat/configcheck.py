@@ -14,6 +14,7 @@ import re
 from typing import Callable
 
 from .errors import DualatError
+from .methods import METHODS
 
 NAME_CHECKS: list[Callable] = []   # fn(cfg) -> None, raising DualatError: one per registry
 
@@ -94,7 +95,7 @@ def _validate_data(d) -> None:
 
 def validate(cfg) -> None:
     """Raise DualatError naming the first bad key; called before any work starts."""
-    check_choice(cfg.method, "method", ["dat", "jem", "plain"])
+    check_choice(cfg.method, "method", list(METHODS))
     for fn in NAME_CHECKS:   # data/'s (dataset, seeds, augmentations) and models/' (model, options)
         fn(cfg)
     check(cfg.data.seeds != "folder" or bool(cfg.data.seed_folder), "data.seed_folder",

@@ -20,21 +20,14 @@ import torch
 
 from .data import data_info, load_split
 from .errors import DualatError
-from .explain_io import load_inputs, parse_targets, probs, write_explanations
+from .explain_io import load_inputs, parse_targets, write_explanations
+from .explain_options import DEFAULT_MOMENTUM, DEFAULT_STEPS, STEP_FACTOR, ExplainOptions
 from .loading import default_output, load_model
-from .pgd import L2Ball, eval_mode, pgd
+from .pgd import L2Ball, Momentum, eval_mode, pgd
 from .precision import precision
 
 PAPER_RADII = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # CIFAR-10, d = 3072, trained at L2 eps 0.5
 PAPER_DIM, PAPER_TRAIN_EPS = 3072, 0.5
-DEFAULT_STEPS = 300
-# Measured on a digits DAT model (12 test images toward class y+3, radii 0.5..3, 300 steps): a step
-# of 5 x radius / steps ends higher than 2.5 x (mean p at r=1: 0.20 vs 0.18; r=1.5: 0.91 vs 0.89)
-# and as high as 10 x; momentum 0.9 was no better than none (0.90 vs 0.91), so it is off by
-# default and stays available. With 5 x the iterate can cross its ball 2.5 times: it reaches the
-# sphere early, then slides along it.
-DEFAULT_MOMENTUM = 0.0
-STEP_FACTOR = 5.0
 
 
 def default_radii(shape, train_eps: float | None = None) -> list[float]:
@@ -56,6 +49,14 @@ def run_radii(cfg, shape) -> list[float]:
     """`default_radii` of a run: with its L2 training radius (threat.eps) when it trained under L2."""
     a = cfg.threat
     return default_radii(shape, a.eps if a.norm.upper() == "L2" else None)
+
+
+@torch.no_grad()
+def probs(model, x, batch_size, device):
+    """Class probabilities of x (N, ...) in batches, eval mode; CPU result."""
+    with eval_mode(model):
+        return torch.cat([torch.softmax(model(x[i:i + batch_size].to(device)).float(), 1).cpu()
+                          for i in range(0, x.shape[0], batch_size)])
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Explanation:
 
 def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STEPS,
             step_factor: float = STEP_FACTOR, momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256,
-            device=None, show_progress: bool = False, autocast=None) -> Explanation:
+            show_progress: bool = False, autocast=None) -> Explanation:
     """Counterfactuals of x (N, C, H, W) in [0, 1] toward `target`: a class index, (N,) indices, or
     'predicted' (the model's own prediction of each input).
 
@@ -88,10 +89,10 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
     each step moves step_factor x radius / steps along the momentum-averaged normalised gradient
     of log p(target|x) (momentum > 0 averages the normalised gradients; off by default).
     autocast: a context-manager factory (dualat.precision) for the PGD forwards; the reported
-    confidences are always computed in float32.
+    confidences are always computed in float32. The model is used where it lives.
     """
     from tqdm.auto import tqdm
-    device = device or next(model.parameters()).device
+    device = next(model.parameters()).device
     x = x.detach().float().cpu()
     n = x.shape[0]
     p0 = probs(model, x, batch_size, device)
@@ -122,9 +123,10 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
             xb = x[idx[sl]].to(device)
             r = r_all[sl].to(device)
             # per-sample radius and step: each step moves step_factor x radius / steps
-            out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=L2Ball(r),
-                          steps=steps, step_size=step_factor / steps * r, momentum=momentum,
-                          autocast=autocast, callback=lambda i, _x: bar.update(1)).cpu()
+            threat = Momentum(L2Ball(r), momentum) if momentum > 0 else L2Ball(r)
+            out[sl] = pgd(model, xb, t[idx[sl]].to(device), objective="target_confidence", threat=threat,
+                          steps=steps, step_size=step_factor / steps * r, autocast=autocast,
+                          callback=lambda i, _x: bar.update(1)).cpu()
     p = probs(model, out, batch_size, device)
     shape = (len(radii), n)
     return Explanation(
@@ -135,53 +137,55 @@ def explain(model, x: torch.Tensor, target, radii=None, steps: int = DEFAULT_STE
         original_prediction=p0.argmax(1), original_pred_confidence=p0.max(1).values)
 
 
-def explain_to_dir(source, images: str, target: str | None = None, radii=None, steps: int = DEFAULT_STEPS,
-                   n: int = 10, checkpoint: str = "ema", out=None, step_factor: float = STEP_FACTOR,
-                   momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256, device=None,
-                   show_progress: bool = True, command=None, amp=None) -> dict:
+def explain_to_dir(source, images: str, options: ExplainOptions | None = None, *, out=None, **settings) -> dict:
     """`dualat explain`: counterfactuals of test images / files from a run; writes one figure per
     input (explain_<name>.png), explain.json and counterfactuals.npz into `out` (default
     RUN_DIR/explain-<checkpoint>-<time>).
 
-    Default radii: `default_radii` with the run's L2 training radius (threat.eps) when it
-    trained under L2. amp: None (the run's own setting), False, True or "auto": the arithmetic of
-    the counterfactual PGD (explain.json's `compute_dtype`). Returns the explain.json record.
+    The settings: an ExplainOptions (explain_options.py) or its fields as keywords. Default radii:
+    `default_radii` with the run's L2 training radius (threat.eps) when it trained under L2.
+    amp: None (the run's own setting), False, True or "auto": the arithmetic of the
+    counterfactual PGD (explain.json's `compute_dtype`). Returns the explain.json record.
     """
-    c = counterfactuals(source, images, target, radii, steps, n, checkpoint, step_factor, momentum, batch_size,
-                        device, show_progress, amp)
-    out = Path(out) if out is not None else default_output(source, "explain", checkpoint)
-    return write_explanations(out, c, {"images": images, "target": target or "default", "steps": steps,
-                                       "step": f"{step_factor:g} x radius / steps, L2-normalised gradient of "
+    if options is not None and settings:
+        raise TypeError("give ExplainOptions or keywords, not both")
+    o = options if options is not None else ExplainOptions(**settings)
+    c = counterfactuals(source, images, o)
+    out = Path(out) if out is not None else default_output(source, "explain", o.checkpoint)
+    return write_explanations(out, c, {"images": images, "target": o.target or "default", "steps": o.steps,
+                                       "step": f"{o.step_factor:g} x radius / steps, L2-normalised gradient of "
                                                "log p(target|x)",
-                                       "momentum": momentum, "command": command if command is not None else sys.argv})
+                                       "momentum": o.momentum, "command": o.command if o.command is not None
+                                       else sys.argv})
 
 
-def counterfactuals(source, images: str, target: str | None = None, radii=None, steps: int = DEFAULT_STEPS,
-                    n: int = 10, checkpoint: str = "ema", step_factor: float = STEP_FACTOR,
-                    momentum: float = DEFAULT_MOMENTUM, batch_size: int = 256, device=None,
-                    show_progress: bool = True, amp=None) -> dict:
+def counterfactuals(source, images: str, o: ExplainOptions) -> dict:
     """What explain_to_dir shows, computed and nothing written: the inputs (x, labels, names,
     sources), their predictions p0 / pred, the (input, kind, class) target pairs, the radii, the
     Explanation `e`, the class names and the checkpoint info."""
-    model, cfg, info = load_model(source, checkpoint, device=device or "cpu")
+    model, cfg, info = load_model(source, o.checkpoint, device=o.device or "cpu")
     d = cfg.data
     open_test = lru_cache(maxsize=1)(lambda: load_split(d, "test"))
     shape = data_info(d)["shape"]
     if len(shape) != 3:
         raise DualatError(f"counterfactual figures need images; {d.name} items have shape {shape}")
     dev = next(model.parameters()).device
-    dtype, autocast = precision(cfg.amp if amp is None else amp, dev)
-    x, labels, names, sources = load_inputs(images, model, open_test, tuple(shape), n, batch_size, dev)
-    p0 = probs(model, x, batch_size, dev)
+    dtype, autocast = precision(cfg.amp if o.amp is None else o.amp, dev)
+    inputs = load_inputs(images, lambda xb: probs(model, xb, o.batch_size, dev).argmax(1), open_test, tuple(shape),
+                         o.n, o.batch_size)
+    x, labels = inputs.x, inputs.labels
+    p0 = probs(model, x, o.batch_size, dev)
     k = p0.shape[1]
     pred = p0.argmax(1)
-    pairs = [(i, kind, c) for i in range(len(x)) for kind, c in parse_targets(target, int(labels[i]), int(pred[i]), k)]
-    radii = list(radii) if radii is not None else run_radii(cfg, shape)
-    e = explain(model, x[[i for i, _, _ in pairs]], torch.tensor([c for _, _, c in pairs]), radii, steps,
-                step_factor, momentum, batch_size, dev, show_progress, autocast)
+    pairs = [(i, kind, c) for i in range(len(x))
+             for kind, c in parse_targets(o.target, int(labels[i]), int(pred[i]), k)]
+    radii = list(o.radii) if o.radii is not None else run_radii(cfg, shape)
+    e = explain(model, x[[i for i, _, _ in pairs]], torch.tensor([c for _, _, c in pairs]), radii, o.steps,
+                o.step_factor, o.momentum, o.batch_size, o.show_progress, autocast)
     names_k = getattr(open_test(), "classes", None) if any(label >= 0 for label in labels.tolist()) else None
-    return {"x": x, "labels": labels, "names": names, "sources": sources, "p0": p0, "pred": pred, "pairs": pairs,
-            "radii": radii, "e": e, "class_names": names_k, "info": info, "dataset": d.name, "dtype": dtype}
+    return {"x": x, "labels": labels, "names": inputs.names, "sources": inputs.sources, "p0": p0, "pred": pred,
+            "pairs": pairs, "radii": radii, "e": e, "class_names": names_k, "info": info, "dataset": d.name,
+            "dtype": dtype}
 
 
-__all__ = ["explain", "Explanation", "default_radii", "explain_to_dir"]
+__all__ = ["explain", "Explanation", "ExplainOptions", "default_radii", "explain_to_dir"]

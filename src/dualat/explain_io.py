@@ -1,11 +1,13 @@
 """`dualat explain`'s inputs and outputs: reading what --images / --target name (test indices,
 misclassified test images, image files; classes), and writing the figures and explain.json of
-computed counterfactuals (explain.counterfactuals)."""
+computed counterfactuals (explain.counterfactuals). No model runs here: what needs the model's
+predictions (the misclassified images) is handed a `predict` function by explain.py."""
 from __future__ import annotations
 
 import datetime
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,24 +16,25 @@ from PIL import Image, ImageDraw
 from .data.folder import load_image, resize_center_crop
 from .errors import DualatError
 from .images import save_png
-from .pgd import eval_mode
 
 
-@torch.no_grad()
-def probs(model, x, batch_size, device):
-    """Class probabilities of x (N, ...) in batches, eval mode; CPU result."""
-    with eval_mode(model):
-        return torch.cat([torch.softmax(model(x[i:i + batch_size].to(device)).float(), 1).cpu()
-                          for i in range(0, x.shape[0], batch_size)])
+@dataclass
+class Inputs:
+    """What --images named: x (M, *shape) in [0, 1], labels (M,) int64 (-1 = unknown: a file),
+    names (for the figures' file names) and sources ('test:5' or the file's path)."""
+    x: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    sources: list[str]
 
 
-def load_inputs(spec: str, model, open_test, shape, n: int, batch_size: int, device):
-    """--images SPEC -> (x (M, *shape) in [0, 1], labels (M,) with -1 = unknown, names, sources).
+def load_inputs(spec: str, predict, open_test, shape, n: int, batch_size: int) -> Inputs:
+    """--images SPEC -> Inputs.
 
     SPEC: 'misclassified' (the first n test images the model gets wrong), or comma-separated
     test-set indices and/or image file paths (any size or colour mode: converted to the model's
     channels, shorter side resized to its input size, centre-cropped). open_test() -> the test set,
-    read only when test images are asked for.
+    read only when test images are asked for; predict(x) -> (N,) the model's classes.
     """
     from pathlib import Path
 
@@ -41,7 +44,7 @@ def load_inputs(spec: str, model, open_test, shape, n: int, batch_size: int, dev
         found, test_set = [], open_test()
         for s in range(0, len(test_set), batch_size):
             xb, yb = test_set.batch(torch.arange(s, min(s + batch_size, len(test_set))))
-            wrong = (probs(model, xb, batch_size, device).argmax(1) != yb).nonzero().view(-1) + s
+            wrong = (predict(xb) != yb).nonzero().view(-1) + s
             found += wrong.tolist()
             if len(found) >= n:
                 break
@@ -49,7 +52,7 @@ def load_inputs(spec: str, model, open_test, shape, n: int, batch_size: int, dev
             raise DualatError("the model classifies every test image correctly; give --images indices or files")
         found = found[:n]
         x, y = test_set.batch(torch.tensor(found))
-        return x.float(), y.long(), [f"test{i}" for i in found], [f"test:{i}" for i in found]
+        return Inputs(x.float(), y.long(), [f"test{i}" for i in found], [f"test:{i}" for i in found])
     xs, ys, names, sources = [], [], [], []
     for item in (p.strip() for p in spec.split(",")):
         if not item:
@@ -70,7 +73,7 @@ def load_inputs(spec: str, model, open_test, shape, n: int, batch_size: int, dev
         ys.append(-1), names.append(f"{len(names):03d}_{path.stem}"), sources.append(str(path))
     if not xs:
         raise DualatError("--images is empty; give test indices (0,5,17), misclassified, or image files")
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.long), names, sources
+    return Inputs(torch.stack(xs), torch.tensor(ys, dtype=torch.long), names, sources)
 
 
 def parse_targets(spec: str | None, label: int, pred: int, k: int) -> list[tuple[str, int]]:

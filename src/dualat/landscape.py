@@ -7,7 +7,7 @@ For each model (panel) the figure shows, over the square [0, 1]^2:
 * the per-class decision regions (argmax f(x)), drawn as white boundary lines;
 * training points coloured by class;
 * sampling trajectories: seeds (hollow) -> samples (filled, the conditioned class's colour),
-  drawn by the library's own sampler (`sample.generate_batches`, i.e. the one PGD engine), with
+  drawn by the library's own sampler (`samplers.generate_batches`, i.e. the one PGD engine), with
   the same seeds, steps and step size in every panel.
 
 A DAT run directory gives two panels, its stage 1 (adversarial training only) and its DAT EMA
@@ -17,6 +17,7 @@ Besides the PNG, `landscape.json` records per panel the numbers the picture show
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +27,14 @@ from PIL import Image, ImageDraw
 from .data import load_split
 from .energy import energy
 from .errors import DualatError
+from .methods import method_of
 from .images import label_font
 from .loading import load_model, run_method
 from .rundir import RunDir
 from .sample import open_for_sampling
-from .sampler import balanced_labels, generate_batches
+from .sample_options import SampleOptions
+from .sampler import balanced_labels
+from .samplers import Draw, generate_batches
 from .ui import progress
 
 CLASS_COLOURS = [(230, 50, 50), (255, 150, 20), (40, 200, 255), (240, 80, 230), (120, 230, 90), (250, 250, 250)]
@@ -57,17 +61,15 @@ def panels_of(runs, checkpoints=None) -> list[tuple[str, str, str]]:
         run = Path(run)
         if not (run / RunDir.CONFIG).is_file():
             raise DualatError(f"{run} is not a run directory (no config.yaml); give folders `dualat train` wrote")
-        method = run_method(run)
+        method = method_of(run_method(run))
         if i == 0 and checkpoints:
             chosen = list(checkpoints)
-        elif method == "dat":
-            chosen = [c for c in ("stage1", "ema") if (run / "stage1.pt").is_file() or c != "stage1"]
-        else:
-            chosen = ["ema"]  # load_model maps it to the method's own weights
+        else:  # "ema": load_model maps it to the method's own weights
+            chosen = [c for c in method.panels if (run / "stage1.pt").is_file() or c != "stage1"]
         for ck in chosen:
-            name = {"stage1": "stage 1 (adversarial training)", "ema": "DAT (EMA)"}.get(ck, ck)
-            if method != "dat":
-                name = {"plain": "plain classifier", "jem": "JEM"}.get(method, method)
+            name = {"stage1": "stage 1 (adversarial training)", "ema": method.label}.get(ck, ck)
+            if len(method.panels) == 1:
+                name = method.label
             out.append((str(run), ck, f"{name}: {run.name}"))
     return out
 
@@ -91,8 +93,8 @@ def energy_at(model, pts: torch.Tensor) -> np.ndarray:
 def trajectories(model, seeds, labels, steps: int, step_size: float):
     """(paths (n, steps + 1, 2), samples (n, 2)) from the library's sampler (the one PGD engine)."""
     path = {}
-    batches = generate_batches(model, seeds, labels, steps, step_size,
-                               step_callback=lambda s, i, x: path.__setitem__(i, x.detach().cpu().clone()))
+    d = Draw(model, len(labels), steps, step_size, None, labels=labels, seeds=seeds, batch_size=256)
+    batches = generate_batches(d, step_callback=lambda s, i, x: path.__setitem__(i, x.detach().cpu().clone()))
     x = torch.cat([x for _, _, x in batches])
     return torch.stack([path[i] for i in sorted(path)], 1).numpy(), x.numpy()
 
@@ -169,24 +171,43 @@ def _legend(width: int, classes: list[str]) -> Image.Image:
     return img
 
 
-def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: int = 12, steps: int | None = None,
-              step_size: float | None = None, seed: int = 0, n_points: int = 600, size: int = 320,
-              show_progress: bool = False) -> dict:
+@dataclass
+class LandscapeOptions:
+    """Every setting of `landscape` / `dualat landscape` (the CLI builds it)."""
+    checkpoints: list[str] | None = None    # the first run's panels (default: its method's)
+    resolution: int = 160                   # energy grid points per side
+    n_paths: int = 12                       # sampler trajectories drawn
+    steps: int | None = None                # default: the first run's final T
+    step_size: float | None = None          # default: 2 x its stage2.step_size
+    seed: int = 0
+    n_points: int = 600                     # training points drawn
+    size: int = 320                         # pixels per panel
+    show_progress: bool = False
+
+
+def landscape(runs, out=None, options: LandscapeOptions | None = None, **settings) -> dict:
     """Draw the landscape figure of one or more toy2d runs (see the module docstring).
 
     runs: a run directory or a list of them (the first sets the sampler: its final T and 2 x its
-    stage2.step_size unless steps / step_size are given). Writes `out` (default
-    FIRST_RUN/landscape.png) and landscape.json beside it; returns that record.
+    stage2.step_size unless steps / step_size are given). The settings: a LandscapeOptions or its
+    fields as keywords. Writes `out` (default FIRST_RUN/landscape.png) and landscape.json beside
+    it; returns that record.
     """
+    if options is not None and settings:
+        raise TypeError("give LandscapeOptions or keywords, not both")
+    o = options if options is not None else LandscapeOptions(**settings)
+    resolution, n_paths, seed, n_points, size = o.resolution, o.n_paths, o.seed, o.n_points, o.size
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if not runs:
         raise DualatError("give at least one toy2d run directory")
     for v, what in ((resolution, "resolution"), (n_paths, "number of trajectories"), (n_points, "number of points")):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise DualatError(f"{what} must be a whole number >= 1, got {v!r}")
-    panels = panels_of(runs, checkpoints)
-    model0, cfg0, _, shape, k, steps, step_size, src = open_for_sampling(panels[0][0], panels[0][1], steps, step_size,
-                                                                 None, None, "cpu")
+    panels = panels_of(runs, o.checkpoints)
+    first = open_for_sampling(panels[0][0], SampleOptions(checkpoint=panels[0][1], steps=o.steps,
+                                                          step_size=o.step_size, device="cpu"))
+    cfg0, shape, k, steps, step_size, src = (first.cfg, first.shape, first.k, first.steps, first.step_size,
+                                             first.seeds)
     if tuple(shape) != (2,):
         raise DualatError(f"{runs[0]} was trained on {cfg0.data.name} (inputs {tuple(shape)}); "
                           "the landscape is drawn for 2-D data: train with `dualat train toy2d`")
@@ -198,7 +219,7 @@ def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: 
     seeds = src.sample(n_paths, labels, torch.Generator().manual_seed(seed))
     out = Path(out) if out else Path(runs[0]) / DEFAULT_NAME
     images, records = [], []
-    bar = progress(len(panels), 0, "landscape", show_progress)
+    bar = progress(len(panels), 0, "landscape", o.show_progress)
     for source, ck, label in panels:
         model, cfg, info = load_model(source, ck)
         if cfg.data.name != cfg0.data.name:
@@ -227,4 +248,4 @@ def landscape(runs, out=None, checkpoints=None, resolution: int = 160, n_paths: 
     return record
 
 
-__all__ = ["landscape", "panels_of", "energy_grid", "colormap"]
+__all__ = ["LandscapeOptions", "landscape", "panels_of", "energy_grid", "colormap"]

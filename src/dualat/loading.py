@@ -12,6 +12,7 @@ from .checkpoint import extract_state_dict, file_hash, load_weights, safe_load
 from .config import from_dict
 from .data import data_info
 from .errors import DualatError
+from .methods import DEFAULT, method_of
 from .models import create_model
 from .rundir import RunDir
 
@@ -116,7 +117,8 @@ def load_model(source: str | Path, which: str = "ema", device="cpu"):
             cfg.eval.evalnet = str(run_dir / "evalnet.safetensors")
     details = {"path": str(path), "sha256": file_hash(path), "checkpoint": which,
                "method": cfg.method,
-               "stage": "jem" if cfg.method == "jem" else state.get("stage", 2 if path.suffix == ".safetensors" else None),
+               "stage": "jem" if method_of(cfg).replay_buffer else state.get("stage", 2 if path.suffix == ".safetensors"
+                                                                               else None),
                "iteration": state.get("iteration"), "final_T": curriculum_T,
                "sample_steps": chosen_steps}
     return model, cfg, details
@@ -146,8 +148,8 @@ def run_settings(source) -> dict:
 
 
 def run_method(source) -> str:
-    """The training method of a run directory ('dat' for anything else)."""
-    return run_settings(source).get("method", "dat")
+    """The training method of a run directory (methods.DEFAULT for anything else)."""
+    return run_settings(source).get("method", DEFAULT)
 
 
 __all__ = ["load_model", "find_checkpoint", "resolve_source", "output_base", "pretrained_names", "CHECKPOINTS"]

@@ -98,6 +98,25 @@ class Unbounded(ThreatModel):
         return x0
 
 
+class Momentum(ThreatModel):
+    """Another threat's ball and steps, along the average of the normalised gradients so far:
+    v <- momentum x v + g / ||g|| (counterfactuals). Holds its velocity: one per pgd() call."""
+
+    def __init__(self, threat: ThreatModel, momentum: float):
+        self.threat, self.momentum, self.velocity = threat, float(momentum), None
+
+    def step(self, x, g, step_size):
+        g = g / (_per_sample_norm(g) + 1e-12)
+        self.velocity = g if self.velocity is None else self.momentum * self.velocity + g
+        return self.threat.step(x, self.velocity, step_size)
+
+    def project(self, x, x0):
+        return self.threat.project(x, x0)
+
+    def random_perturb(self, x0, generator):
+        return self.threat.random_perturb(x0, generator)
+
+
 def make_threat(norm: str | None, eps: float | None = None) -> ThreatModel:
     """'L2' / 'Linf' with a budget, or None / 'unbounded'."""
     if norm is None or norm.lower() == "unbounded":
@@ -165,14 +184,15 @@ def input_grad_only(model: torch.nn.Module):
 
 def pgd(model, x0: torch.Tensor, y: torch.Tensor | None = None, *, objective: str = "ce",
         threat: ThreatModel | None = None, steps: int = 10, step_size: float = 0.1,
-        random_start: bool = False, generator: torch.Generator | None = None,
-        momentum: float = 0.0, callback=None, autocast=None) -> torch.Tensor:
+        random_start: bool | torch.Generator = False, callback=None, autocast=None) -> torch.Tensor:
     """Ascend `objective` from x0 for `steps` steps inside `threat`; returns detached x.
 
     x0: (B, ...) in [0, 1]; y: (B,) int64 (ignored by logsumexp). The model's mode is the
     caller's choice (eval for generation, contrastive samples and attacks). step_size is a float,
-    or a (B,) tensor of per-sample steps for L2Ball (radius sweeps). `momentum` > 0
-    averages normalised gradients (counterfactuals); `callback(i, x)` sees each iterate;
+    or a (B,) tensor of per-sample steps for L2Ball (radius sweeps). random_start: False (start at
+    x0), True (a random point of the threat's ball from the global RNG) or a torch.Generator to
+    draw it from. Momentum (counterfactuals) is a threat: Momentum(L2Ball(r), 0.9).
+    `callback(i, x)` sees each iterate;
     `autocast` is an optional context-manager factory (bf16, dualat.precision): only the model's
     forward runs under it; the objective, the float32 input gradient, its per-sample
     normalisation, the step and the projection stay float32. No host synchronisation happens
@@ -185,8 +205,10 @@ def pgd(model, x0: torch.Tensor, y: torch.Tensor | None = None, *, objective: st
     fn = OBJECTIVES[objective]
     threat = threat or Unbounded()
     x0 = x0.detach()
-    x = threat.random_perturb(x0, generator) if random_start else x0.clone()
-    velocity = None
+    if isinstance(random_start, torch.Generator):
+        x = threat.random_perturb(x0, random_start)
+    else:
+        x = threat.random_perturb(x0, None) if random_start else x0.clone()
     net = forward_of(model)  # the compiled forward when model.compile is on
     with input_grad_only(model):
         for i in range(steps):
@@ -195,10 +217,6 @@ def pgd(model, x0: torch.Tensor, y: torch.Tensor | None = None, *, objective: st
                 logits = net(x).float()  # float32 logits: the objective never sees bf16
             value = fn(logits, y).float().sum()
             (g,) = torch.autograd.grad(value, x)
-            if momentum > 0:
-                g = g / (_per_sample_norm(g) + 1e-12)
-                velocity = g if velocity is None else momentum * velocity + g
-                g = velocity
             with torch.no_grad():
                 x = threat.project(threat.step(x.detach(), g, step_size), x0)
             if callback is not None:

@@ -1,6 +1,6 @@
 """Generation: descend the energy from seed images with the one PGD engine (method.md section 6).
 
-    generate(model, seeds, labels, steps, step_size)        -> (n, ...) float in [0, 1]   (sampler.py)
+    generate(model, seeds, labels, steps, step_size)        -> (n, ...) float in [0, 1]   (samplers.py)
     sample(model_or_run, n, classes=..., ...)                -> (x (n, C, H, W) in [0, 1], y (n,))
     sample_to_dir(run, out, n, ...)                          -> the sample.json record (what `dualat sample` does)
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,9 @@ from .loading import default_output, load_model
 from .pgd import eval_mode
 from .precision import precision
 from .sample_io import png_writer, write_sample_dir
-from .sampler import balanced_labels, default_step_size, default_steps, generate, generate_batches  # noqa: F401
+from .sample_options import Opened, SampleOptions, options_of
+from .sampler import balanced_labels, default_step_size, default_steps
+from .samplers import Draw, generate_batches
 from .version import __version__
 
 # a bare nn.Module carries no config: the paper's CIFAR-10 sampler (~35 steps of 0.2) and noise seeds
@@ -33,14 +36,16 @@ MODULE_DEFAULT_STEP_SIZE = 0.2
 TRAJECTORY_ROWS = 10  # rows (samples) of trajectory.png
 
 
-def open_for_sampling(model_or_run, checkpoint, steps, step_size, seeds, shape, device):
-    """Open the model and fill defaults: (model, cfg | None, info | None, shape, K, steps, step_size, seeds)."""
-    if isinstance(model_or_run, torch.nn.Module):  # used where it lives; `device` is for opening runs
+def open_for_sampling(model_or_run, o: SampleOptions) -> Opened:
+    """Open the model (a run directory / checkpoint with o.checkpoint on o.device, or a module used
+    where it lives) and fill in the steps, step size, shape and seed source of `o`."""
+    steps, step_size, shape = o.steps, o.step_size, o.shape
+    if isinstance(model_or_run, torch.nn.Module):
         model, cfg, info = model_or_run, None, None
     else:
-        model, cfg, info = load_model(model_or_run, checkpoint, device=device or "cpu")
-    if shape is None and torch.is_tensor(seeds):
-        shape = tuple(seeds.shape[1:])
+        model, cfg, info = load_model(model_or_run, o.checkpoint, device=o.device or "cpu")
+    if shape is None and torch.is_tensor(o.seeds):
+        shape = tuple(o.seeds.shape[1:])
     if shape is None and cfg is not None:
         shape = data_info(cfg.data)["shape"]
     if shape is None:
@@ -56,7 +61,7 @@ def open_for_sampling(model_or_run, checkpoint, steps, step_size, seeds, shape, 
         raise DualatError(f"steps must be a whole number >= 0, got {steps!r}")
     if not (step_size > 0 and math.isfinite(step_size)):
         raise DualatError(f"step size must be positive, got {step_size!r}")
-    return model, cfg, info, shape, k, steps, float(step_size), seed_source(seeds, cfg, shape)
+    return Opened(model, cfg, info, shape, k, steps, float(step_size), seed_source(o.seeds, cfg, shape))
 
 
 def seed_source(seeds, cfg, shape):
@@ -95,16 +100,15 @@ def _check_classes(classes, k: int) -> list[int] | None:
     return out
 
 
-def drive_generation(model, k, seeds, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-                     show_progress, on_batch, share=(0, 1), autocast=None):
+def drive_generation(m: Opened, o: SampleOptions, on_batch, share=(0, 1), autocast=None):
     """Run generation; on_batch(start, x0, x, y) sees each batch (y: the class conditioned on,
-    or the model's prediction when unconditional). With `trajectory` = K returns (parts, steps):
+    or the model's prediction when unconditional). With o.trajectory = K returns (parts, steps):
     parts {step: [(start, x)]} of the first rows samples at steps 0, K, 2K, ..., final (see
     _strip), else None. share = (rank, world_size): this process's batches only."""
+    model, seeds, n, steps, trajectory, batch_size = m.model, m.seeds, o.n, m.steps, o.trajectory, o.batch_size
     if torch.is_tensor(seeds) and seeds.shape[0] < n:
         raise DualatError(f"{seeds.shape[0]} seed images given for {n} samples")
-    labels = balanced_labels(n, k, classes)
-    gen = torch.Generator().manual_seed(int(seed))
+    labels = balanced_labels(n, m.k, o.classes)
     rows = min(n, TRAJECTORY_ROWS)
     keep = [s for s in range(0, steps + 1, trajectory)] if trajectory else []
     if keep and keep[-1] != steps:
@@ -117,13 +121,14 @@ def drive_generation(model, k, seeds, n, classes, steps, step_size, unconditiona
 
     device = next(model.parameters()).device
     # unconditional samples still take balanced labels: gaussian seeds then cover every class
-    batches = generate_batches(model, seeds, labels, steps, step_size, unconditional, batch_size, gen, device,
-                               record if keep else None, autocast=autocast, share=share)
+    d = Draw(model, n, steps, m.step_size, int(o.seed), labels=labels, seeds=seeds, batch_size=batch_size,
+             share=share, autocast=autocast, unconditional=o.unconditional)
+    batches = generate_batches(d, record if keep else None)
     total = sum(min(batch_size, n - s) for s in range(share[0] * batch_size, n, share[1] * batch_size))
-    with tqdm(total=total, desc="sampling", unit="img", disable=not show_progress, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc="sampling", unit="img", disable=not o.show_progress, dynamic_ncols=True) as bar:
         for start, x0, x in batches:
             y = labels[start:start + x.shape[0]]
-            if unconditional:
+            if o.unconditional:
                 with torch.no_grad(), eval_mode(model):
                     y = model(x.to(device)).argmax(1).cpu()
             on_batch(start, x0, x, y)
@@ -140,11 +145,10 @@ def _strip(parts: list[dict], keep: list[int]) -> torch.Tensor:
     return torch.stack(rows, dim=1)
 
 
-def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, step_size: float | None = None,
-           seeds=None, unconditional: bool = False, seed: int = 0, checkpoint: str = "ema",
-           batch_size: int = 256, shape=None, device=None, show_progress: bool = False, amp=None):
+def sample(model_or_run, options: SampleOptions | None = None, **settings):
     """Generate n samples; returns (x float32 (n, C, H, W) in [0, 1], y int64 (n,)).
 
+    The settings: a SampleOptions, or its fields as keywords (sample(run, n=16, seed=3)).
     model_or_run: a run directory / checkpoint file (opened with `checkpoint`, EMA by default) or
     an nn.Module taking [0, 1] inputs. Defaults from a run: steps = the run's final curriculum T
     (else stage2.t_max), step size = 2 x stage2.step_size, seeds = the held-out ("test") split of
@@ -157,13 +161,13 @@ def sample(model_or_run, n: int = 100, classes=None, steps: int | None = None, s
     amp: None (a run's own `amp` setting; float32 for a bare module), False, True or "auto"
     (dualat.precision): the arithmetic of the sampler's model forwards.
     """
-    _check_counts(n, batch_size)
-    model, cfg, _, shape, k, steps, step_size, src = open_for_sampling(model_or_run, checkpoint, steps, step_size, seeds,
-                                                               shape, device)
-    _, autocast = run_precision(model, cfg, amp)
+    o = options_of(options, settings)
+    _check_counts(o.n, o.batch_size)
+    m = open_for_sampling(model_or_run, o)
+    _, autocast = run_precision(m.model, m.cfg, o.amp)
+    o = replace(o, classes=_check_classes(o.classes, m.k))
     xs, ys = [], []
-    drive_generation(model, k, src, n, _check_classes(classes, k), steps, step_size, unconditional, seed, batch_size,
-                     None, show_progress, lambda start, x0, x, y: (xs.append(x), ys.append(y)), autocast=autocast)
+    drive_generation(m, o, lambda start, x0, x, y: (xs.append(x), ys.append(y)), autocast=autocast)
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -173,16 +177,14 @@ def run_precision(model, cfg, amp):
     return precision(setting, next(model.parameters()).device)
 
 
-def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | None = None,
-                  step_size: float | None = None, seeds=None, unconditional: bool = False, seed: int = 0,
-                  checkpoint: str = "ema", batch_size: int = 256, png: bool = False, trajectory: int | None = None,
-                  device=None, show_progress: bool = True, command: list[str] | None = None, amp=None) -> dict:
+def sample_to_dir(source, out=None, options: SampleOptions | None = None, **settings) -> dict:
     """`dualat sample`: generate from a run directory / checkpoint and write into `out`:
 
     grid.png (one row per class, up to 10 each), samples.npz (x uint8 (n, C, H, W) = round(255 x),
     y int64 (n,)), png/<index>_y<class>.png with `png`, trajectory.png with `trajectory` = K
     (rows = the first 10 samples, columns = steps 0, K, 2K, ..., final) and sample.json (every
     setting). Only uint8 copies of the samples are kept, so memory is n x C x H x W bytes.
+    The settings: a SampleOptions or its fields as keywords (show_progress defaults to True here).
     Returns the sample.json record.
 
     Under torchrun the batches are shared round-robin between the processes (each sample is the
@@ -190,54 +192,52 @@ def sample_to_dir(source, out=None, n: int = 100, classes=None, steps: int | Non
     writes the files (each process its own png/ files). amp: as for `sample`; sample.json names
     the arithmetic used (`compute_dtype`).
     """
-    _check_counts(n, batch_size, trajectory)
-    with session(from_env(), device or "cpu") as dist:
-        return _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint,
-                              batch_size, png, trajectory, dist.device if dist.enabled else device, show_progress,
-                              command, dist, amp)
+    o = options_of(options, settings, show_progress=True)
+    _check_counts(o.n, o.batch_size, o.trajectory)
+    with session(from_env(), o.device or "cpu") as dist:
+        return _sample_to_dir(source, out, replace(o, device=dist.device if dist.enabled else o.device), dist)
 
 
-def _sample_to_dir(source, out, n, classes, steps, step_size, seeds, unconditional, seed, checkpoint, batch_size,
-                   png, trajectory, device, show_progress, command, dist, amp=None) -> dict:
-    model, cfg, info, shape, k, steps, step_size, src = open_for_sampling(source, checkpoint, steps, step_size, seeds,
-                                                                  None, device)
-    classes = _check_classes(classes, k)
-    dtype, autocast = run_precision(model, cfg, amp)
+def _sample_to_dir(source, out, o: SampleOptions, dist) -> dict:
+    m = open_for_sampling(source, o)
+    cfg, k, shape = m.cfg, m.k, m.shape
+    o = replace(o, classes=_check_classes(o.classes, k))
+    dtype, autocast = run_precision(m.model, cfg, o.amp)
     image = len(shape) == 3
-    if not image and (png or trajectory):
+    if not image and (o.png or o.trajectory):
         raise DualatError(f"{cfg.data.name} items are points of shape {shape}, not images: drop --png / --trajectory")
-    out = dist.broadcast(Path(out) if out is not None else default_output(source, "samples", checkpoint))
+    out = dist.broadcast(Path(out) if out is not None else default_output(source, "samples", o.checkpoint))
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    c = collect(model, k, src, shape, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-                show_progress, dist, png_writer(out) if png else None, autocast)
+    c = collect(m, o, dist, png_writer(out) if o.png else None, autocast)
     if c is None:  # a process other than rank 0: rank 0 writes
         return dist.broadcast(None)
+    n, seeds = o.n, o.seeds
     record = {
-        "n": n, "classes": classes if classes is not None else list(range(k)), "num_classes": k,
-        "steps": steps, "step_size": step_size, "unconditional": unconditional,
-        "objective": "logsumexp (unconditional)" if unconditional else "class_logit f_y (class-conditional)",
-        "y": "model prediction of each sample" if unconditional else "class conditioned on",
+        "n": n, "classes": o.classes if o.classes is not None else list(range(k)), "num_classes": k,
+        "steps": m.steps, "step_size": m.step_size, "unconditional": o.unconditional,
+        "objective": "logsumexp (unconditional)" if o.unconditional else "class_logit f_y (class-conditional)",
+        "y": "model prediction of each sample" if o.unconditional else "class conditioned on",
         "seeds": seeds if isinstance(seeds, str) else repr(seeds) if seeds is not None else cfg.data.seeds,
-        "seed_split": "test", "seed": seed, "batch_size": batch_size,
-        "checkpoint": info, "dataset": cfg.data.name if cfg is not None else None,
-        "trajectory_every": trajectory, "trajectory_steps": c["trajectory_steps"],
+        "seed_split": "test", "seed": o.seed, "batch_size": o.batch_size,
+        "checkpoint": m.info, "dataset": cfg.data.name if cfg is not None else None,
+        "trajectory_every": o.trajectory, "trajectory_steps": c["trajectory_steps"],
         "mean_logsumexp_seeds": c["e_seed"] / n, "mean_logsumexp_samples": c["e_sample"] / n,
         "npz_format": ("x uint8 (N, C, H, W) = round(255 * sample)" if image else f"x float32 (N, {shape[0]})")
         + ", y int64 (N,)",
-        "torch": torch.__version__, "dualat": __version__, "command": command if command is not None else sys.argv,
+        "torch": torch.__version__, "dualat": __version__, "command": o.command if o.command is not None else sys.argv,
         "time": datetime.datetime.now().isoformat(timespec="seconds"), "out": str(out), "files": None,
         "processes": dist.world_size, "compute_dtype": dtype,
     }
-    return dist.broadcast(write_sample_dir(out, c, k, shape, png, record))
+    return dist.broadcast(write_sample_dir(out, c, k, shape, o.png, record))
 
 
-def collect(model, k, src, shape, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-            show_progress, dist, on_png=None, autocast=None) -> dict | None:
-    """Generate n samples (this process's batches under torchrun) and gather them on rank 0:
+def collect(m: Opened, o: SampleOptions, dist, on_png=None, autocast=None) -> dict | None:
+    """Generate o.n samples (this process's batches under torchrun) and gather them on rank 0:
     dict(x (n, ...) uint8 images / float32 points, y, e_seed / e_sample (sums of logsumexp f over
     seeds / samples), strip (rows, steps, ...) or None, trajectory_steps); None on other ranks.
     on_png(start, x, y) sees each batch as it is made (the per-sample PNG files)."""
+    model, shape, n = m.model, m.shape, o.n
     image = len(shape) == 3
     # images are kept as the uint8 the PNGs hold; points (toy2d) as float32
     x8 = np.zeros((n, *shape), dtype=np.uint8 if image else np.float32)
@@ -257,9 +257,8 @@ def collect(model, k, src, shape, n, classes, steps, step_size, unconditional, s
         if on_png is not None:
             on_png(start, x, y)
 
-    traj = drive_generation(model, k, src, n, classes, steps, step_size, unconditional, seed, batch_size, trajectory,
-                            show_progress and dist.is_main, on_batch, share=(dist.rank, dist.world_size),
-                            autocast=autocast)
+    traj = drive_generation(m, replace(o, show_progress=o.show_progress and dist.is_main), on_batch,
+                            share=(dist.rank, dist.world_size), autocast=autocast)
     parts = dist.gather_to_main({"chunks": [(a, x8[a:b], y_all[a:b]) for a, b in written],
                                  "e_seed": sum(e_seed), "e_sample": sum(e_sample), "traj": traj[0] if traj else {}})
     if not dist.is_main:
@@ -272,4 +271,4 @@ def collect(model, k, src, shape, n, classes, steps, step_size, unconditional, s
             "trajectory_steps": traj[1] if traj is not None else None}
 
 
-__all__ = ["balanced_labels", "generate", "generate_batches", "sample", "sample_to_dir"]
+__all__ = ["SampleOptions", "sample", "sample_to_dir"]

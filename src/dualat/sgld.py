@@ -1,6 +1,6 @@
 """JEM's sampler: stochastic gradient Langevin dynamics on E(x) = -logsumexp f(x), and the
-persistent replay buffer its chains live in (method.md section 10), and the samplers that
-training, `dualat sample` and evaluation draw from a JEM run (buffer images or fresh chains).
+persistent replay buffer its chains live in (method.md section 10), and what the `sgld` and
+`buffer` samplers (samplers.py) draw from a JEM run with.
 
     x <- x - (alpha / 2) * grad_x E(x) + sigma * eps,   eps ~ N(0, I)
 
@@ -20,7 +20,6 @@ from .energy import energy
 from .errors import DualatError
 from .pgd import eval_mode, input_grad_only
 from .rundir import RunDir
-from .ui import progress
 
 
 def energy_grad(model, x: torch.Tensor, autocast=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,10 +125,13 @@ def predictions(model, x, device, batch_size: int = 500) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
+CHAIN_BATCH = 500  # chains run together by sgld_batches
+
+
 def sgld_batches(model, x0: torch.Tensor, steps: int, step_size: float, noise: float, g, clamp: bool,
-                 autocast=None, batch_size: int = 500) -> torch.Tensor:
-    """Fresh SGLD chains for many starting points, in batches; CPU result."""
-    device = next(model.parameters()).device
+                 autocast=None) -> torch.Tensor:
+    """Fresh SGLD chains for many starting points, CHAIN_BATCH at a time; CPU result."""
+    device, batch_size = next(model.parameters()).device, CHAIN_BATCH
     out = [sgld(model, x0[i:i + batch_size].to(device), steps, step_size, noise, g, clamp, autocast).cpu()
            for i in range(0, len(x0), batch_size)]
     return torch.cat(out)
@@ -147,36 +149,6 @@ def load_buffer(run_dir) -> torch.Tensor:
     raise DualatError(f"{run_dir} holds no replay buffer (replay_buffer.safetensors or last.pt of a JEM run); "
                       "use --sampler sgld for fresh chains")
 
-def sampler_chunks(sampler: str, model, cfg, run_dir, train_set, n: int, steps: int, step_size: float, seed: int,
-                   seen: list, show_progress: bool = False, batch_size: int = 500):
-    """(n actually drawn, iterator of (offset, labels, starts, samples) chunks) for JEM's samplers:
-    'buffer' (random images of the final replay buffer; n capped at its size) or 'sgld' (fresh
-    chains). Labels are the model's predictions; each chunk's labels are also appended to `seen`."""
-    j = cfg.jem
-    init = initial_distribution(cfg, train_set, tuple(train_set.shape))
-    g = torch.Generator().manual_seed(seed)
-    images = load_buffer(run_dir) if sampler == "buffer" else None
-    if images is not None:
-        n = min(n, len(images))
-        images = images[torch.randperm(len(images), generator=g)[:n]]
-    device = next(model.parameters()).device
-
-    def chunks():
-        bar = progress(n, 0, f"sampling ({sampler})", show_progress)
-        for start in range(0, n, batch_size):
-            m = min(batch_size, n - start)
-            x0 = init.sample(m, g)
-            if images is not None:
-                x = images[start:start + m].float()
-            else:
-                x = sgld(model, x0.to(device), steps, step_size, j.sgld_noise, g, j.clamp).cpu()
-            y = predictions(model, x, device)
-            seen.append(y)
-            bar.update(m)
-            yield start, y, x0, x
-        bar.close()
-    return n, chunks()
-
 
 __all__ = ["sgld", "energy_grad", "InitialDistribution", "ReplayBuffer", "initial_distribution", "predictions",
-           "sgld_batches", "load_buffer", "sampler_chunks"]
+           "sgld_batches", "load_buffer"]

@@ -18,6 +18,7 @@ import json
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ ABLATIONS = {
     "noise_seeds": ["data.seeds=noise"],
 }
 # the fresh-chain JEM row evaluates the replay-buffer row's weights: these columns are that model's
+FRESH_JEM_ROW = "JEM (fresh SGLD chains)"  # the replay-buffer row's weights: its robustness is that row's
 SHARED_BY_JEM_ROWS = ("clean_acc", "autoattack_L2_acc", "pgd_L2_acc")
 COLUMNS = [("clean_acc", "clean acc", 100, "{:.2f}"), ("autoattack_L2_acc", "AutoAttack L2", 100, "{:.2f}"),
            ("pgd_L2_acc", "PGD-20 L2", 100, "{:.2f}"), ("fd", "FD (evalnet)", 1, "{:.2f}"),
@@ -78,21 +80,38 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
 
-def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 1000, n_samples: int = 2000,
-          n_ref: int = 10000, n_test: int | None = None, sample_steps: int | None = None,
-          sample_step_size: float | None = None, sgld_steps: int | None = None, ablations=True,
-          show_progress: bool = True, counterfactuals: bool = False) -> Path:
+@dataclass
+class StudyOptions:
+    """Every setting of `study` / `dualat study` (the CLI builds it)."""
+    seeds: int = 3
+    n_autoattack: int = 1000
+    n_samples: int = 2000
+    n_ref: int = 10000
+    n_test: int | None = None
+    sample_steps: int | None = None
+    sample_step_size: float | None = None   # Python API only
+    sgld_steps: int | None = None
+    ablations: object = True                # True (all of ABLATIONS), False, or a list of ABLATIONS names
+    show_progress: bool = True
+    counterfactuals: bool = False           # also the counterfactual family of every model (below)
+
+
+def study(config, out=None, overrides=(), options: StudyOptions | None = None, **settings) -> Path:
     """Run (or continue) the study; returns OUT. See the module docstring for what it does.
 
-    ablations: True (all of ABLATIONS), False, or a list of ABLATIONS names.
+    The settings: a StudyOptions or its fields as keywords (study("digits", seeds=2, out=...)).
     counterfactuals: also the counterfactual family of every model (not the fresh-chain JEM row:
     the same weights) at 1, 2, 3 x the L2 training eps, toward the judge's most likely wrong
     class, so that every model explains the same images toward the same targets; cached in
     RUN/eval-study-<checkpoint>-counterfactuals, tabled in results.md.
     """
+    if options is not None and settings:
+        raise TypeError("give StudyOptions or keywords, not both")
+    o = options if options is not None else StudyOptions(**settings)
+    seeds, show_progress, sample_step_size = o.seeds, o.show_progress, o.sample_step_size
     if seeds < 1:
         raise DualatError(f"--seeds must be at least 1, got {seeds}")
-    names = list(ABLATIONS) if ablations is True else list(ablations or [])
+    names = list(ABLATIONS) if o.ablations is True else list(o.ablations or [])
     unknown = [a for a in names if a not in ABLATIONS]
     if unknown:
         raise DualatError(f"unknown ablation {unknown[0]!r}; choose from {', '.join(ABLATIONS)}")
@@ -101,17 +120,18 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
     out.mkdir(parents=True, exist_ok=True)
     step_size = sample_step_size or default_step_size(base)
     # the options that differ from the CLI's defaults, so results.md states a command that reproduces it
-    options = [f"--{flag} {value}" for flag, value, default in (
-        ("n-autoattack", n_autoattack, 1000), ("n-samples", n_samples, 2000), ("n-ref", n_ref, 10000),
-        ("n-test", n_test, None), ("steps", sample_steps, None), ("sgld-steps", sgld_steps, None),
+    flags = [f"--{flag} {value}" for flag, value, default in (
+        ("n-autoattack", o.n_autoattack, 1000), ("n-samples", o.n_samples, 2000), ("n-ref", o.n_ref, 10000),
+        ("n-test", o.n_test, None), ("steps", o.sample_steps, None), ("sgld-steps", o.sgld_steps, None),
         ("ablations", "none" if not names else ",".join(names), ",".join(ABLATIONS))) if value != default]
-    options += ["--counterfactuals"] if counterfactuals else []
+    flags += ["--counterfactuals"] if o.counterfactuals else []
     if sample_step_size:
-        options.append(f"(sample_step_size={sample_step_size:g}, Python API only)")
-    settings = {"options": options, "n_autoattack": n_autoattack, "n_samples": n_samples, "n_ref": n_ref, "n_test": n_test,
-                "sample_steps": sample_steps, "sample_step_size": step_size,  # None: each run's own steps
-                "sgld_steps": sgld_steps or base.stage2.t_max, "counterfactuals": counterfactuals,
-                "cf_radii": run_radii(base, data_info(base.data)["shape"])[:3] if counterfactuals else None}
+        flags.append(f"(sample_step_size={sample_step_size:g}, Python API only)")
+    settings = {"options": flags, "n_autoattack": o.n_autoattack, "n_samples": o.n_samples, "n_ref": o.n_ref,
+                "n_test": o.n_test, "sample_steps": o.sample_steps,  # None: each run's own steps
+                "sample_step_size": step_size, "sgld_steps": o.sgld_steps or base.stage2.t_max,
+                "counterfactuals": o.counterfactuals,
+                "cf_radii": run_radii(base, data_info(base.data)["shape"])[:3] if o.counterfactuals else None}
     t0 = time.time()
     while True:
         busy: list[str] = []
@@ -128,12 +148,12 @@ def study(config, seeds: int = 3, out=None, overrides=(), n_autoattack: int = 10
                "ablations": abl, "provenance": {str(r.relative_to(out)): provenance(r) for r in runs}, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
                "study_wall_s_this_session": round(time.time() - t0, 1)}
-    if counterfactuals:
+    if o.counterfactuals:
         results["counterfactuals"] = {name: [r.get("counterfactuals") for r in rows] for name, rows in per_row.items()}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     view = table_view(results)
     md = results_markdown(results, view, config, overrides, out)
-    if counterfactuals:
+    if o.counterfactuals:
         md += (f"\n## Counterfactuals measured\n\nL2 radii {settings['cf_radii']}, the same images and targets (the "
                "judge's most likely wrong class) for every model; protocol in each model's "
                "RUN/eval-study-<checkpoint>-counterfactuals/metrics.json\n\n"
@@ -186,19 +206,19 @@ def _seeds_pass(config, overrides, out: Path, seeds: int, settings: dict, busy: 
                 r = _share(out, f"seed{s}-{folder}-{checkpoint}-{sampler}",
                            f"seed{s}/{folder} evaluation ({checkpoint}, {sampler})", busy,
                            lambda: evaluate_row(run_dir, checkpoint, sampler, settings, show_progress,
-                                                robust=sampler != "sgld"),
+                                                robust=name != FRESH_JEM_ROW),
                            cached=run_dir / f"eval-study-{checkpoint}-{sampler}" / "metrics.json") or {}
             div = divergence(run_dir)
             passes, wall = passes_and_wall(run_dir, checkpoint) if finished(run_dir) else (math.nan, math.nan)
             per_row[name].append({**{k: r.get(k) for k, *_ in COLUMNS}, "passes_M": passes / 1e6,
                                   "wall_min": wall / 60, "diverged": 1.0 if div else 0.0,
                                   "diverged_at": div and div.get("iteration"), "seed": s, "run": str(run_dir)})
-            if settings["counterfactuals"] and r and sampler != "sgld":
+            if settings["counterfactuals"] and r and name != FRESH_JEM_ROW:
                 cf = _share(out, f"seed{s}-{folder}-{checkpoint}-cf",
                             f"seed{s}/{folder} counterfactuals ({checkpoint})", busy, lambda: evaluate_counterfactuals(run_dir, checkpoint, settings, show_progress),
                             cached=run_dir / f"eval-study-{checkpoint}-counterfactuals" / "metrics.json") or {}
                 per_row[name][-1]["counterfactuals"] = cf.get("counterfactuals")
-    for fresh, buffer in zip(per_row["JEM (fresh SGLD chains)"], per_row["JEM (replay buffer)"]):
+    for fresh, buffer in zip(per_row[FRESH_JEM_ROW], per_row["JEM (replay buffer)"]):
         for k in SHARED_BY_JEM_ROWS:
             fresh[k] = buffer.get(k)
     return per_row
@@ -231,4 +251,4 @@ def run_ablations(config, overrides, out: Path, settings: dict, names: list[str]
     return rows
 
 
-__all__ = ["study", "ROWS", "ABLATIONS"]
+__all__ = ["study", "StudyOptions", "ROWS", "ABLATIONS"]

@@ -10,7 +10,9 @@ from pathlib import Path
 from .config import load_config
 from .errors import DualatError
 from .evaluate.run import evaluate
+from .methods import method_of
 from .rundir import RunDir
+from .samplers import get_sampler
 from .training import train
 from .ui import code_versions, read_log
 
@@ -60,11 +62,12 @@ def passes_and_wall(run_dir: Path, which: str) -> tuple[float, float]:
     cfg = load_config(run_dir / RunDir.CONFIG)
     summary = json.loads((run_dir / RunDir.SUMMARY).read_text()) if (run_dir / RunDir.SUMMARY).is_file() else {}
     s1 = cfg.stage1
-    if cfg.method == "jem":
+    method = method_of(cfg)
+    if method.replay_buffer:
         j = summary.get("jem") or {}
         return float(j.get("passes", math.nan)), float(j.get("wall_s", math.nan))
     wall1 = float((summary.get("stage1") or {}).get("wall_s", math.nan))
-    if cfg.method == "plain":
+    if not method.adversarial:  # the plain classifier: one clean pass per image
         return float(s1.iterations * s1.batch_size), wall1
     passes = float(s1.iterations * (s1.attack.steps + 1) * s1.batch_size)
     if which == "stage1":
@@ -95,12 +98,14 @@ def evaluate_row(run_dir: Path, checkpoint: str, sampler: str, settings: dict, s
     out = run_dir / f"eval-study-{checkpoint}-{sampler}"
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
-    # pgd with no --steps: the run's own default (its sample_steps.json, else its final T; dualat.sampler)
-    steps = settings["sample_steps"] if sampler == "pgd" else (settings["sgld_steps"] if sampler == "sgld" else None)
+    how_to = get_sampler(sampler)
+    steps_key, step_size_key = how_to.study_settings
+    # the PGD sampler with no --steps: None, the run's own default (its sample_steps.json, else its final T)
+    steps = settings[steps_key] if steps_key else None
     return evaluate(run_dir, checkpoint, robust=robust, generative=True, ood=False, calibrate=robust,
                     norm="L2", n=settings["n_test"], pgd_steps=20, autoattack=robust and settings["n_autoattack"] > 0,
                     n_autoattack=settings["n_autoattack"] or None, n_samples=settings["n_samples"],
-                    steps=steps, step_size=settings["sample_step_size"] if sampler == "pgd" else None,
+                    steps=steps, step_size=settings[step_size_key] if step_size_key else None,
                     ref_split="test", n_ref=settings["n_ref"], sampler=sampler, out=out,
                     show_progress=show_progress)
 

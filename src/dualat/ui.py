@@ -1,6 +1,6 @@
 """What every layer shows or reads back: the progress bar, and reading a run's metrics log.
 
-Layer 1 (docs/design.md): imports only rundir (file names), so training, evaluation, sampling and the
+Layer 1 (docs/guide.md, "Layout"): imports only rundir (file names), so training, evaluation, sampling and the
 report all use the same bar and the same log reader.
 """
 from __future__ import annotations

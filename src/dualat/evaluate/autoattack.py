@@ -3,7 +3,7 @@
 The model is wrapped so AutoAttack sees what it expects: inputs in [0, 1] -> logits (our models
 normalise inside), eval mode, parameter gradients off (only input gradients are needed). Load
 the model with its EMA weights (`load_model(..., "ema")`), the weights also used for sampling.
-Images are attacked in chunks of `batch_size` so a progress bar can follow; every attack in
+Images are attacked in chunks of AA_BATCH images so a progress bar can follow; every attack in
 AutoAttack works per image, so chunking does not change what is measured.
 """
 from __future__ import annotations
@@ -29,7 +29,10 @@ class _Logits(torch.nn.Module):
         return self.model(x).float()
 
 
-def _make(model, norm, eps, version, attacks, n_iter, num_classes, seed, device):
+AA_SEED, AA_BATCH = 0, 250  # the protocol's AutoAttack seed (named in its text) and images per call
+
+
+def _make(model, norm, eps, version, attacks, n_iter, num_classes, device):
     try:
         from pyautoattack import AutoAttack
     except ImportError:
@@ -45,7 +48,7 @@ def _make(model, norm, eps, version, attacks, n_iter, num_classes, seed, device)
     elif attacks:
         raise DualatError(f"AutoAttack version {version} fixes its attacks; use version custom to choose them")
     aa = AutoAttack(_Logits(model), norm=norm, eps=eps, version=version,
-                    attacks=attacks if version == "custom" else None, seed=seed, device=device)
+                    attacks=attacks if version == "custom" else None, seed=AA_SEED, device=device)
     # the standard version targets the 9 runner-up classes; fewer exist with < 10 classes
     aa.apgd_targeted.n_target_classes = min(aa.apgd_targeted.n_target_classes, num_classes - 1)
     aa.fab.n_target_classes = min(aa.fab.n_target_classes, num_classes - 1)
@@ -56,7 +59,7 @@ def _make(model, norm, eps, version, attacks, n_iter, num_classes, seed, device)
 
 def autoattack_accuracy(model, dataset, n: int | None = 1000, norm: str = "L2", eps: float = 0.5,
                         version: str = "standard", attacks: list[str] | None = None, n_iter: int | None = None,
-                        batch_size: int = 250, seed: int = 0, show_progress: bool = True, dist=None) -> dict:
+                        show_progress: bool = True, dist=None) -> dict:
     """AutoAttack on the first n test images (None = all).
 
     version: standard (APGD-CE, APGD-T, FAB-T, Square; the reported protocol), rand (APGD-CE and
@@ -70,7 +73,8 @@ def autoattack_accuracy(model, dataset, n: int | None = 1000, norm: str = "L2", 
         raise DualatError(f"AutoAttack here runs L2 or Linf, got {norm!r}")
     device = next(model.parameters()).device
     n = len(dataset) if n is None else min(n, len(dataset))
-    aa, used = _make(model, norm, eps, version, attacks, n_iter, dataset.num_classes, seed, device)
+    aa, used = _make(model, norm, eps, version, attacks, n_iter, dataset.num_classes, device)
+    batch_size = AA_BATCH
     clean = robust = 0
     max_pert = 0.0
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
@@ -96,7 +100,7 @@ def autoattack_accuracy(model, dataset, n: int | None = 1000, norm: str = "L2", 
         max_pert = max(dist.gather_objects(max_pert))
     iters = "" if n_iter is None else f", n_iter={n_iter} (NON-standard)"
     protocol = (f"AutoAttack ({version}: {', '.join(used)}{iters}), {norm} eps={eps:.6g}, first {n} test images, "
-                f"seed {seed}, model in eval mode on [0,1] inputs")
+                f"seed {AA_SEED}, model in eval mode on [0,1] inputs")
     return {"clean_acc": clean / max(n, 1), "robust_acc": robust / max(n, 1), "n": n,
             "max_perturbation": max_pert, "attacks": used, "protocol": protocol}
 

@@ -13,12 +13,12 @@ buffer_draw, JEM's replay buffer, which is a reference point and not a sampler.
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import torch
 
 from ..errors import DualatError
-from ..sgld import sgld
+from ..samplers import SAMPLERS, Chunk, Draw
+from ..sgld import predictions
 from .generative import generative_metrics, sample_features
 
 POINT_KEYS = ("fd", "precision", "recall", "density", "coverage", "inception_score")
@@ -57,33 +57,23 @@ def parse_steps(text, what: str = "--sweep-steps") -> list[int]:
     return [int(s) for s in items]
 
 
-def _labels_of(model, x, batch_size: int = 500) -> torch.Tensor:
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
-
-
 def pgd_draw(model, ext, seed_source, labels: torch.Tensor, step_size: float, seed: int, dist=None):
     """DAT's sampler: class-conditional ascent on f_y from `seed_source` (held-out seeds)."""
+    share = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+
     def draw(steps):
-        return sample_features(model, ext, seed_source, labels, steps, step_size, seed, keep=1, dist=dist), labels
+        d = Draw(model, len(labels), steps, step_size, seed, labels=labels, seeds=seed_source, share=share)
+        return sample_features(ext, SAMPLERS["pgd"].chunks(d), keep=1, dist=dist), labels
     return draw
 
 
-def sgld_draw(model, ext, init, n: int, step_size: float, noise: float, clamp: bool, seed: int,
-              batch_size: int = 500):
+def sgld_draw(model, ext, init, n: int, step_size: float, noise: float, clamp: bool, seed: int):
     """Fresh SGLD chains from `init` (sgld.InitialDistribution); labels = the model's predictions
     (one forward-only pass per image, counted apart from the chains' passes)."""
     def draw(steps):
-        g = torch.Generator().manual_seed(seed)
-        device = next(model.parameters()).device
-        chunks = []
-        for start in range(0, n, batch_size):
-            x0 = init.sample(min(batch_size, n - start), g)
-            x = sgld(model, x0.to(device), steps, step_size, noise, g, clamp).cpu()
-            chunks.append((start, _labels_of(model, x), x0, x))
-        s = sample_features(model, ext, init, torch.cat([c[1] for c in chunks]), 0, 0.0, keep=1, sampled=chunks)
-        return s, torch.cat([c[1] for c in chunks])
+        d = Draw(model, n, steps, step_size, seed, init=init, noise=noise, clamp=clamp)
+        s = sample_features(ext, list(SAMPLERS["sgld"].chunks(d)), keep=1)
+        return s, s["labels"]
     return draw
 
 
@@ -93,9 +83,8 @@ def buffer_draw(model, ext, images: torch.Tensor, n: int, seed: int):
     x = images[idx].float()
 
     def draw(steps):
-        y = _labels_of(model, x)
-        shape = SimpleNamespace(shape=tuple(x.shape[1:]))  # sample_features reads the image shape from it
-        return sample_features(model, ext, shape, y, 0, 0.0, keep=1, sampled=[(0, y, x, x)]), y
+        y = predictions(model, x, next(model.parameters()).device)
+        return sample_features(ext, [Chunk(0, y, x, x)], keep=1), y
     return draw
 
 

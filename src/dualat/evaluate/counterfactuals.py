@@ -14,8 +14,8 @@ import torch
 
 from ..data import data_info, load_split
 from ..errors import DualatError
-from ..explain import explain, run_radii
-from ..explain_io import probs, save_counterfactuals
+from ..explain import explain, probs, run_radii
+from ..explain_io import save_counterfactuals
 from ..loading import load_model
 from ..precision import FLOAT32
 from .autoencoders import load_autoencoders
@@ -138,7 +138,7 @@ def counterfactual_family(t: Target, o: CounterfactualOptions, out=None) -> dict
     p0 = probs(t.model, x, 500, dev)
     pair, targets = choose_targets(o.cf_target, y, p0, probs(judge, x, 500, dev))
     radii = o.radii or run_radii(cfg, shape)
-    e = explain(t.model, x[pair], targets, radii, o.cf_steps, batch_size=256, device=dev, show_progress=show,
+    e = explain(t.model, x[pair], targets, radii, o.cf_steps, batch_size=256, show_progress=show,
                 autocast=t.autocast)
     t.dtypes["counterfactuals"] = t.dtype
     t.dtypes["counterfactual_metrics"] = FLOAT32

@@ -7,6 +7,7 @@ import dataclasses
 
 from ..distributed import sharded_accuracy
 from ..precision import FLOAT32
+from ..seeding import OOD_SEED
 from .autoattack import autoattack_accuracy
 from .calibration import calibration
 from .ood import ood_auroc, ood_sets
@@ -79,14 +80,14 @@ def ood_family(t: Target, o: OODOptions, eps_l2: float) -> dict:
     """AUROC of logsumexp and max-softmax scores against OOD sets, clean and pushed adversarially."""
     cfg, n_test = t.cfg, t.n_test
     n_ood = min(o.n_ood, max(n_test, 1))
-    sets, skipped = ood_sets(cfg, tuple(t.test_set.shape), n_ood, seed=cfg.seed + 7, root=o.ood_root)
+    sets, skipped = ood_sets(cfg, tuple(t.test_set.shape), n_ood, seed=cfg.seed + OOD_SEED, root=o.ood_root)
     adv_eps = parse_eps(o.ood_eps) if o.ood_eps is not None else eps_l2
     t.dtypes["ood_auroc"] = FLOAT32
     return {"ood_auroc": ood_auroc(t.model, t.test_set, sets, adv_eps, o.ood_steps, n_test, t.show_progress),
             "ood_skipped": skipped,
             "ood_protocol": (
                 f"AUROC, in-distribution = first {n_test} test images (positive) vs {n_ood} images of "
-                f"each OOD set ({', '.join(sets)}; uniform noise seed {cfg.seed + 7}, patches = held-out test crops of "
+                f"each OOD set ({', '.join(sets)}; uniform noise seed {cfg.seed + OOD_SEED}, patches = held-out test crops of "
                 f"the bundled photos); scores logsumexp f(x) = -E(x) and max softmax; adv_* = OOD inputs first moved "
                 f"by PGD-{o.ood_steps} ascending logsumexp inside an L2 ball of radius {adv_eps:.6g} (step "
                 f"2.5*eps/steps); {t.weights}")}

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from ..metrics import frechet_distance, gaussian_stats, inception_score, prdc
-from ..sampler import balanced_labels, generate, generate_batches
+from ..sampler import balanced_labels
+from ..samplers import SAMPLERS, Draw, generate
 from ..ui import progress
 
 
@@ -51,63 +52,38 @@ class GenerationProbe:
                 "samples": x, "labels": labels}
 
 
-def _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress, share=(0, 1),
-                   autocast=None):
-    """Yield (start, labels, seeds, samples) chunk by chunk; seeds come from one generator seeded
-    `seed`, so the whole sequence is deterministic and memory stays bounded by one chunk.
-    share = (rank, world_size): only this process's chunks (see sample.generate_batches)."""
-    g = torch.Generator().manual_seed(seed)
-    n = len(labels)
-    total = sum(min(batch_size, n - s) for s in range(share[0] * batch_size, n, share[1] * batch_size))
-    bar = progress(total, 0, f"sampling ({steps} steps)", show_progress)
-    for start, x0, x in generate_batches(model, seed_source, labels, steps, step_size, batch_size=batch_size,
-                                         generator=g, share=share, autocast=autocast):
-        yield start, labels[start:start + x.shape[0]], x0, x
-        bar.update(x.shape[0])
-    bar.close()
-
-
 def draw_samples(model, seed_source, labels: torch.Tensor, steps: int, step_size: float, seed: int = 0,
                  batch_size: int = 500, show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(samples, seeds), both (n, ...) float in [0, 1] on the CPU: class-conditional generation
     (ascent on f_y, eval mode) from seeds of `seed_source`; labels (n,) int64 conditioning classes."""
-    parts = list(_sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress))
-    return torch.cat([p[3] for p in parts]), torch.cat([p[2] for p in parts])
+    d = Draw(model, len(labels), steps, step_size, seed, labels=labels, seeds=seed_source, batch_size=batch_size,
+             show_progress=show_progress)
+    parts = list(SAMPLERS["pgd"].chunks(d))
+    return torch.cat([p.samples for p in parts]), torch.cat([p.starts for p in parts])
 
 
-def sample_features(model, extractor, seed_source, labels: torch.Tensor, steps: int, step_size: float,
-                    seed: int = 0, batch_size: int = 500, keep: int | None = None,
-                    show_progress: bool = False, dist=None, sampled=None, autocast=None) -> dict:
-    """Generate as draw_samples does, but pass each chunk straight through `extractor`.
+def sample_features(extractor, chunks, keep: int | None = None, dist=None) -> dict:
+    """Pass each sampler chunk (samplers.Chunk) straight through `extractor`.
 
-    sampled: another sampler's (start, labels, starts, samples) chunks to measure instead (JEM's
-    SGLD chains or replay buffer, computed whole on every process); then seed_source, steps,
-    step_size and seed are not used.
-    Returns dict(feats (n, D), probs (n, K), seed_feats (n, D), samples uint8 (m, ...)) where the
-    first m = min(n, keep) samples are kept (keep None = as many as fit in 512 MiB of uint8).
-    dist (dualat.distributed.Dist, under torchrun): the chunks are shared between the processes
-    and the features gathered on every process; `samples` only on rank 0 (None elsewhere).
+    Returns dict(feats (n, D), probs (n, K), seed_feats (n, D), labels (n,), samples uint8 (m, ...))
+    where the first m = min(n, keep) samples are kept (keep None = as many as fit in 512 MiB of
+    uint8). dist (dualat.distributed.Dist, under torchrun): `chunks` are this process's share; the
+    features are gathered on every process, `samples` only on rank 0 (None elsewhere).
     """
-    per_image = int(np.prod(seed_source.shape))
-    keep = min(len(labels), keep if keep is not None else max(100, (512 << 20) // per_image))
-    share = (dist.rank, dist.world_size) if dist is not None and sampled is None else (0, 1)
-    if sampled is not None:
-        dist = None  # every process drew the same samples itself: nothing to gather
-    chunks, kept = [], []
-    if sampled is None:
-        sampled = _sample_chunks(model, seed_source, labels, steps, step_size, seed, batch_size, show_progress, share,
-                                 autocast)
-    for start, y, x0, x in sampled:
+    out, kept = [], []
+    for start, y, x0, x in chunks:
+        if keep is None:
+            keep = max(100, (512 << 20) // int(np.prod(x.shape[1:])))
         f, p = extractor(x)
-        chunks.append((start, f, p, extractor(x0)[0]))
+        out.append((start, f, p, extractor(x0)[0], y))
         if start < keep:
             kept.append((start, x[:keep - start].mul(255).round().to(torch.uint8)))
     if dist is not None:
-        chunks = sorted((c for part in dist.gather_objects(chunks) for c in part), key=lambda c: c[0])
+        out = sorted((c for part in dist.gather_objects(out) for c in part), key=lambda c: c[0])
         kept = dist.gather_to_main(kept)
         kept = None if kept is None else sorted((c for part in kept for c in part), key=lambda c: c[0])
-    return {"feats": np.concatenate([c[1] for c in chunks]), "probs": np.concatenate([c[2] for c in chunks]),
-            "seed_feats": np.concatenate([c[3] for c in chunks]),
+    return {"feats": np.concatenate([c[1] for c in out]), "probs": np.concatenate([c[2] for c in out]),
+            "seed_feats": np.concatenate([c[3] for c in out]), "labels": torch.cat([c[4] for c in out]),
             "samples": None if kept is None else torch.cat([x for _, x in kept])}
 
 

@@ -2,7 +2,8 @@
 under evaluation with what every family needs of it.
 
 `evaluate(..., **options)` takes the fields of these objects as flat keywords (pgd_steps=20,
-n_samples=500, ...) and `split_options` sorts them into their families.
+n_samples=500, ...) and `split_options` sorts them into their families (EvaluateOptions.family,
+evaluate/settings.py).
 """
 from __future__ import annotations
 

@@ -52,9 +52,11 @@ def clean_accuracy(model, dataset, n: int | None = None, batch_size: int = 500, 
     return correct / max(n, 1)
 
 
+PGD_SEED, PGD_BATCH = 0, 250  # the random starts' generator seed (restarts > 1) and images per batch
+
+
 def pgd_accuracy(model, dataset, n: int | None, norm: str = "L2", eps: float = 1.0, steps: int = 10,
-                 step_size: float | None = None, restarts: int = 1, batch_size: int = 250,
-                 seed: int = 0, show_progress: bool = False) -> float:
+                 step_size: float | None = None, restarts: int = 1, show_progress: bool = False) -> float:
     """Accuracy on the first n images (None = all) under untargeted PGD on cross-entropy.
 
     An image counts as robust only if it survives every one of `restarts` runs (random start in
@@ -63,7 +65,7 @@ def pgd_accuracy(model, dataset, n: int | None, norm: str = "L2", eps: float = 1
     device = next(model.parameters()).device
     step_size = step_size or 2.5 * eps / steps
     threat = make_threat(norm, eps)
-    g = torch.Generator().manual_seed(seed)
+    g, batch_size = torch.Generator().manual_seed(PGD_SEED), PGD_BATCH
     n = len(dataset) if n is None else min(n, len(dataset))
     robust = 0
     bar = progress(n, 0, f"PGD-{steps} {norm} eps={eps:.4g}", show_progress)
@@ -74,7 +76,7 @@ def pgd_accuracy(model, dataset, n: int | None, norm: str = "L2", eps: float = 1
             still = torch.ones_like(y, dtype=torch.bool)
             for r in range(restarts):
                 x_adv = pgd(model, x, y, objective="ce", threat=threat, steps=steps, step_size=step_size,
-                            random_start=restarts > 1, generator=g)
+                            random_start=g if restarts > 1 else False)
                 with torch.no_grad():
                     still &= model(x_adv).argmax(1) == y
             robust += still.sum().item()

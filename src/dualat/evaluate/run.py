@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +30,22 @@ from .calibration import reliability_diagram
 from .counterfactuals import check_counterfactual_options, counterfactual_family
 from .cost import parse_steps
 from .families import budgets, calibration_family, ood_family, robust_family
-from .generation import SAMPLERS, check_generative_options, generative_family
-from .options import CounterfactualOptions, Target, split_options
+from ..samplers import SAMPLERS, get_sampler
+from .generation import check_generative_options, generative_family
+from .options import CounterfactualOptions, Target
+from .settings import EvaluateOptions
 from .report import format_table
 
 FAMILIES = ("robust", "generative", "ood", "calibration", "counterfactuals")
 
 
-def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: bool = True, ood: bool = True,
-             calibrate: bool = True, n: int | None = None, *, counterfactuals: bool = False, out=None, device=None,
-             show_progress: bool = True, dist=None, amp=None, **options) -> dict:
+def evaluate(source, checkpoint: str = "ema", options: EvaluateOptions | None = None, *, out=None, dist=None,
+             **settings) -> dict:
     """Evaluate a run directory / checkpoint file; returns the flat result dict (see format_table).
+
+    The settings: an EvaluateOptions (evaluate/settings.py), or its fields and the family options'
+    fields as flat keywords: robust / generative / ood / calibrate (which families run), n,
+    device, show_progress, amp, and the rest below.
 
     n: test images for clean / PGD / AutoAttack / OOD positives / calibration (None = all; the
     AutoAttack default is 1000 when n is None; n_autoattack sets it apart from n).
@@ -70,39 +76,38 @@ def evaluate(source, checkpoint: str = "ema", robust: bool = True, generative: b
     judged by `judge` (default the evaluation network); result["counterfactuals"] holds one row per
     radius; out/counterfactuals.npz the counterfactuals.
     """
-    opts = split_options(options)
-    sampler = opts["generative"].sampler
-    if sampler is not None and sampler not in SAMPLERS:
-        raise DualatError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
+    if options is not None and (settings or checkpoint != "ema"):
+        raise TypeError("give EvaluateOptions or keywords, not both")
+    o = options if options is not None else EvaluateOptions.of(checkpoint, **settings)
+    n, g = o.n, o.family["generative"]
+    if g.sampler is not None:
+        get_sampler(g.sampler)  # an unknown name is refused here, naming the choices
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise DualatError(f"n (test images) must be a whole number >= 1 or None for all, got {n!r}")
-    g = opts["generative"]
-    if generative:  # argument mistakes surface before minutes of other families
+    if o.generative:  # argument mistakes surface before minutes of other families
         check_generative_options(g)
     if g.seeds is not None:
         check_seed_name(g.seeds)
-    if counterfactuals:
-        check_counterfactual_options(opts["counterfactuals"])
-    elif opts["counterfactuals"] != CounterfactualOptions():
+    if o.counterfactuals:
+        check_counterfactual_options(o.family["counterfactuals"])
+    elif o.family["counterfactuals"] != CounterfactualOptions():
         raise DualatError("--cf-n, --cf-target, --radii, --cf-steps and --judge set the counterfactual family; "
                           "add --counterfactuals")
     if g.sweep_steps is not None:
         g.sweep_steps = parse_steps(g.sweep_steps)
-        if not generative:
+        if not o.generative:
             raise DualatError("--sweep-steps measures the generative metrics at each step count; add --generative")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = o.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dist is not None:
-        return _evaluate(source, checkpoint, (robust, generative, ood, calibrate, counterfactuals), n, opts, out,
-                         device, show_progress, dist, amp)
+        return _evaluate(source, replace(o, device=device), out, dist)
     with session(from_env(), device) as d:  # torchrun's processes (or this one alone) for the evaluation
-        return _evaluate(source, checkpoint, (robust, generative, ood, calibrate, counterfactuals), n, opts, out,
-                         d.device if d.enabled else device, show_progress, d, amp)
+        return _evaluate(source, replace(o, device=d.device if d.enabled else device), out, d)
 
 
-def _evaluate(source, checkpoint, families, n, opts, out, device, show_progress, dist, amp) -> dict:
-    robust, generative, ood, calibrate, counterfactuals = families
-    show_progress = show_progress and dist.is_main
-    model, cfg, info = load_model(source, checkpoint, device=device)
+def _evaluate(source, o: EvaluateOptions, out, dist) -> dict:
+    n, opts, device, amp = o.n, o.family, o.device, o.amp
+    show_progress = o.show_progress and dist.is_main
+    model, cfg, info = load_model(source, o.checkpoint, device=device)
     test_set = load_split(cfg.data, "test")
     n_test = len(test_set) if n is None else min(n, len(test_set))
     weights = f"{info['checkpoint']} weights of {info['path']} (sha256 {info['sha256']})"
@@ -116,20 +121,20 @@ def _evaluate(source, checkpoint, families, n, opts, out, device, show_progress,
     if out is not None and dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     samples = labels = None
-    if robust:
+    if o.robust:
         result.update(robust_family(t, opts["robust"], n))
-    if generative and len(test_set.shape) == 3:
+    if o.generative and len(test_set.shape) == 3:
         g, samples, labels = generative_family(t, opts["generative"], out if dist.is_main else None)
         result.update(g)
-    elif generative:
+    elif o.generative:
         result["generative_skipped"] = f"{cfg.data.name} is not image data"
-    if ood:
+    if o.ood:
         result.update(ood_family(t, opts["ood"], budgets(cfg, opts["robust"])["L2"]))
-    if calibrate:
+    if o.calibrate:
         result.update(calibration_family(t, opts["calibrate"]))
         if out is not None and dist.is_main:
             result["reliability_diagram"] = write_reliability(out, result, n_test)
-    if counterfactuals:
+    if o.counterfactuals:
         result.update(counterfactual_family(t, opts["counterfactuals"], out if dist.is_main else None))
     result["processes"] = dist.world_size
     result["amp"] = cfg.amp if amp is None else amp

@@ -17,6 +17,7 @@ passes (the JEM samples' labels) are reported apart.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from ..data import load_split, make_seed_source
 from ..data.seeds_extra import check_seed_name
 from ..errors import DualatError
 from ..loading import load_model
+from ..methods import method_of
 from ..metrics import gaussian_stats
 from ..sample import seed_source
 from ..sampler import balanced_labels, default_step_size
@@ -38,6 +40,26 @@ DAT_STEPS = (10, 20, 40, 80, 160)
 SGLD_STEPS = (20, 40, 80, 160, 320, 1000)
 
 
+@dataclass
+class SamplingCostOptions:
+    """Every setting of `sampling_cost` (scripts/sampling_cost.py builds it from its arguments)."""
+    n_samples: int = 2000
+    n_ref: int = 10000
+    ref_split: str = "test"
+    dat_steps: object = DAT_STEPS       # step counts: "10,20,40" or a list
+    sgld_steps: object = SGLD_STEPS
+    extractor: str = "evalnet"
+    inception_weights: str | None = None
+    k: int = 5
+    is_splits: int = 10
+    seed: int = 99
+    stage1: bool = True                 # also the DAT run's stage-1 curve
+    gaussian_start: bool = True         # also JEM's chains from the per-class Gaussian
+    device: str = "cpu"
+    show_progress: bool = False
+    dat_seeds: str | None = None
+
+
 def _open(run, checkpoint, device, what):
     try:
         return load_model(run, checkpoint, device=device)
@@ -45,59 +67,61 @@ def _open(run, checkpoint, device, what):
         raise DualatError(f"{what}: {exc}") from None
 
 
-def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref: int = 10000,
-                  ref_split: str = "test", dat_steps=DAT_STEPS, sgld_steps=SGLD_STEPS, extractor: str = "evalnet",
-                  inception_weights=None, k: int = 5, is_splits: int = 10, seed: int = 99, stage1: bool = True,
-                  gaussian_start: bool = True, device: str = "cpu", show_progress: bool = False,
-                  dat_seeds: str | None = None) -> dict:
+def sampling_cost(dat_run, jem_run=None, out=None, options: SamplingCostOptions | None = None,
+                  **settings) -> dict:
     """Measure the curves (see the module doc) and write them into `out` (when given).
 
-    dat_steps / sgld_steps: step counts ("10,20,40" or lists); dat_steps also serve the stage-1
-    curve. seed: the seeds / chain starts (the same for every point of a curve). dat_seeds: the PGD
-    sampler's held-out seed source by name (default the DAT run's data.seeds)."""
-    dat_steps, sgld_steps = parse_steps(dat_steps, "dat_steps"), parse_steps(sgld_steps, "sgld_steps")
-    if ref_split not in ("train", "test"):
-        raise DualatError(f"ref_split must be train or test, got {ref_split!r}")
-    if n_samples < max(is_splits, k + 1):
-        raise DualatError(f"n_samples must be at least max({is_splits} IS splits, k+1={k + 1}), got {n_samples}")
-    model, cfg, info = _open(dat_run, "ema", device, "DAT run")
-    if cfg.method != "dat":
+    The settings: a SamplingCostOptions or its fields as keywords. dat_steps / sgld_steps: step
+    counts ("10,20,40" or lists); dat_steps also serve the stage-1 curve. seed: the seeds / chain
+    starts (the same for every point of a curve). dat_seeds: the PGD sampler's held-out seed
+    source by name (default the DAT run's data.seeds)."""
+    if options is not None and settings:
+        raise TypeError("give SamplingCostOptions or keywords, not both")
+    o = options if options is not None else SamplingCostOptions(**settings)
+    dat_steps, sgld_steps = parse_steps(o.dat_steps, "dat_steps"), parse_steps(o.sgld_steps, "sgld_steps")
+    if o.ref_split not in ("train", "test"):
+        raise DualatError(f"ref_split must be train or test, got {o.ref_split!r}")
+    if o.n_samples < max(o.is_splits, o.k + 1):
+        raise DualatError(f"n_samples must be at least max({o.is_splits} IS splits, k+1={o.k + 1}), "
+                          f"got {o.n_samples}")
+    model, cfg, info = _open(dat_run, "ema", o.device, "DAT run")
+    if "stage2" not in method_of(cfg).stages:
         raise DualatError(f"{dat_run} was trained with method={cfg.method}; give a DAT run as the first run")
     d = cfg.data
     train_set, test_set = load_split(d, "train"), load_split(d, "test")
     shape, num_classes = tuple(test_set.shape), test_set.num_classes
     if len(shape) != 3:
         raise DualatError(f"{d.name} is not image data: sampling cost needs images")
-    ext = make_extractor(extractor, d, cfg.eval.evalnet, cfg.eval.evalnet_iterations, inception_weights, device,
-                         show_progress)
-    ref_set = test_set if ref_split == "test" else train_set
-    real, _ = dataset_features(ext, ref_set, n_ref, seed=cfg.seed, show_progress=show_progress,
-                               desc=f"{ref_split} features ({ext.name})")
+    ext = make_extractor(o.extractor, d, cfg.eval.evalnet, cfg.eval.evalnet_iterations, o.inception_weights,
+                         o.device, o.show_progress)
+    ref_set = test_set if o.ref_split == "test" else train_set
+    real, _ = dataset_features(ext, ref_set, o.n_ref, seed=cfg.seed, show_progress=o.show_progress,
+                               desc=f"{o.ref_split} features ({ext.name})")
     ref = gaussian_stats(real)
-    labels = balanced_labels(n_samples, num_classes)
-    if dat_seeds is None:
+    labels = balanced_labels(o.n_samples, num_classes)
+    if o.dat_seeds is None:
         seeds, seed_kind = make_seed_source(d.seeds, shape, "test", train_set, d.seed_folder, cfg.seed), d.seeds
     else:
-        seeds, seed_kind = seed_source(check_seed_name(dat_seeds), cfg, shape), dat_seeds
+        seeds, seed_kind = seed_source(check_seed_name(o.dat_seeds), cfg, shape), o.dat_seeds
     step_size = default_step_size(cfg)
     curves = []
 
     def add(name, method, sampler, start, mdl, draw, steps, weights):
-        pts = measure_curve(mdl, draw, steps, ext, real, ref, k=k, is_splits=is_splits)
+        pts = measure_curve(mdl, draw, steps, ext, real, ref, k=o.k, is_splits=o.is_splits)
         curves.append({"name": name, "method": method, "sampler": sampler, "start": start, "weights": weights,
                        "points": pts})
 
     add("DAT, PGD sampler", "dat", "pgd", f"held-out {seed_kind} seeds", model,
-        pgd_draw(model, ext, seeds, labels, step_size, seed), dat_steps, f"ema of {info['path']}")
-    if stage1:
-        m1, _, info1 = _open(dat_run, "stage1", device, "stage-1 weights of the DAT run")
+        pgd_draw(model, ext, seeds, labels, step_size, o.seed), dat_steps, f"ema of {info['path']}")
+    if o.stage1:
+        m1, _, info1 = _open(dat_run, "stage1", o.device, "stage-1 weights of the DAT run")
         add("stage 1 (adversarial training), PGD sampler", "stage1", "pgd", f"held-out {seed_kind} seeds", m1,
-            pgd_draw(m1, ext, seeds, labels, step_size, seed), dat_steps, f"stage1 of {info1['path']}")
+            pgd_draw(m1, ext, seeds, labels, step_size, o.seed), dat_steps, f"stage1 of {info1['path']}")
     reference = None
     jem = None
     if jem_run is not None:
-        jm, jcfg, jinfo = _open(jem_run, "ema", device, "JEM run")  # ema -> a JEM run's model
-        if jcfg.method != "jem":
+        jm, jcfg, jinfo = _open(jem_run, "ema", o.device, "JEM run")  # ema -> a JEM run's model
+        if not method_of(jcfg).replay_buffer:
             raise DualatError(f"{jem_run} was trained with method={jcfg.method}; give a JEM run (method=jem)")
         if jcfg.data.name != d.name:
             raise DualatError(f"the DAT run is on {d.name}, the JEM run on {jcfg.data.name}: "
@@ -106,16 +130,16 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
         init = initial_distribution(jcfg, train_set, shape)
         start = "uniform noise" if j.buffer_init == "uniform" else "per-class Gaussian"
         add(f"JEM, fresh SGLD from {start}", "jem", "sgld", start, jm,
-            sgld_draw(jm, ext, init, n_samples, j.sgld_step_size, j.sgld_noise, j.clamp, seed), sgld_steps,
+            sgld_draw(jm, ext, init, o.n_samples, j.sgld_step_size, j.sgld_noise, j.clamp, o.seed), sgld_steps,
             f"model of {jinfo['path']}")
-        if gaussian_start and j.buffer_init != "gaussian":
+        if o.gaussian_start and j.buffer_init != "gaussian":
             gauss = InitialDistribution("gaussian", shape, num_classes,
                                         make_seed_source("gaussian", shape, "train", train_set, None, jcfg.seed))
             add("JEM, fresh SGLD from per-class Gaussian", "jem", "sgld", "per-class Gaussian", jm,
-                sgld_draw(jm, ext, gauss, n_samples, j.sgld_step_size, j.sgld_noise, j.clamp, seed), sgld_steps,
+                sgld_draw(jm, ext, gauss, o.n_samples, j.sgld_step_size, j.sgld_noise, j.clamp, o.seed), sgld_steps,
                 f"model of {jinfo['path']}")
-        buf = measure_curve(jm, buffer_draw(jm, ext, load_buffer(Path(jinfo["path"]).parent), n_samples, seed), [0],
-                            ext, real, ref, k=k, is_splits=is_splits)[0]
+        buffer = buffer_draw(jm, ext, load_buffer(Path(jinfo["path"]).parent), o.n_samples, o.seed)
+        buf = measure_curve(jm, buffer, [0], ext, real, ref, k=o.k, is_splits=o.is_splits)[0]
         buf.pop("steps")
         buf["passes_per_image"] = None  # its chains ran during training: not a sampling cost
         reference = {"name": "JEM replay buffer (reference, not a sampler)", **buf}
@@ -123,12 +147,14 @@ def sampling_cost(dat_run, jem_run=None, out=None, n_samples: int = 2000, n_ref:
                "clamp": j.clamp, "buffer_init": j.buffer_init}
     result = {
         "dataset": d.name, "extractor": ext.name, "extractor_description": ext.description,
-        "n_samples": n_samples, "n_ref": len(real), "ref_split": ref_split, "seed": seed,
+        "n_samples": o.n_samples, "n_ref": len(real), "ref_split": o.ref_split, "seed": o.seed,
         "dat": {"path": str(dat_run), "step_size": step_size, "seeds": seed_kind}, "jem": jem,
         "curves": curves, "buffer_reference": reference,
-        "protocol": (f"each point: {n_samples} fresh samples (class-balanced labels for the PGD sampler, the model's "
+        "protocol": (f"each point: {o.n_samples} fresh samples (class-balanced labels for the PGD sampler, the "
+                     f"model's "
                      f"prediction for SGLD samples), generative metrics in {ext.name} features against {len(real)} "
-                     f"{ref_split} images (k={k}); passes_per_image = counted images through the sampled model with "
+                     f"{o.ref_split} images (k={o.k}); passes_per_image = counted images through the sampled model "
+                     f"with "
                      f"autograd on per sample (one forward + one backward each)"),
     }
     if out is not None:

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from ..metrics import frechet_distance, gaussian_stats
-from ..sampler import balanced_labels, generate
+from ..sampler import balanced_labels
+from ..samplers import generate
 
 FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)   # candidates: these multiples of the final T
 N_REF = 2000                                # the last 2,000 training images are the reference
-STEP_SWEEP_SEED_OFFSET = 98                 # the sweep's seeds: generator seeded cfg.seed + 98
 
 
 def candidates(final_T: int) -> list[int]:

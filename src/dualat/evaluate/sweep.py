@@ -4,30 +4,33 @@ counts, against one reference computed once (evaluate/run.py's), as metrics.json
 from __future__ import annotations
 
 from ..errors import DualatError
-from ..sgld import initial_distribution
+from ..samplers import Draw, get_sampler
 from .cost import format_points, measure_curve, pgd_draw, sgld_draw
+from .options import GenerativeOptions, Target
 
 
 def check_sweep_sampler(sampler: str) -> None:
-    if sampler == "buffer":
+    if not get_sampler(sampler).takes_steps:
         raise DualatError("--sweep-steps needs a sampler that takes steps: a JEM run's replay buffer has none; "
                           "add --sampler sgld (fresh chains) or drop --sweep-steps")
 
 
-def generative_sweep(model, cfg, sampler: str, ext, real, ref, steps_list, seeds, labels, step_size: float,
-                     seed: int, train_set, k: int, is_splits: int, dist=None) -> dict:
-    """The sweep of one sampler: pgd (ascent on f_y from the held-out `seeds`, class-balanced
-    `labels`) or sgld (fresh chains from the JEM run's initial distribution, jem.sgld_noise)."""
+def generative_sweep(t: Target, sampler: str, ext, reference, draw: Draw, o: GenerativeOptions) -> dict:
+    """The sweep of one sampler over o.sweep_steps: pgd (ascent on f_y from draw.seeds with the
+    class-balanced draw.labels) or sgld (fresh chains from draw.init, the JEM run's initial
+    distribution, jem.sgld_noise); reference = (real features, (mu, sigma)) of the main metrics."""
     check_sweep_sampler(sampler)
-    if sampler == "pgd":
-        draw = pgd_draw(model, ext, seeds, labels, step_size, seed, dist)
+    model, cfg, dist, (real, ref) = t.model, t.cfg, t.dist, reference
+    step_size, seed, steps_list = draw.step_size, draw.seed, o.sweep_steps
+    n = len(draw.labels) if draw.labels is not None else draw.n
+    if not get_sampler(sampler).needs_replay_buffer:
+        sample = pgd_draw(model, ext, draw.seeds, draw.labels, step_size, seed, dist)
     else:
-        init = initial_distribution(cfg, train_set, tuple(train_set.shape))
-        draw = sgld_draw(model, ext, init, len(labels), step_size, cfg.jem.sgld_noise, cfg.jem.clamp, seed)
+        sample = sgld_draw(model, ext, draw.init, n, step_size, cfg.jem.sgld_noise, cfg.jem.clamp, seed)
         dist = None  # every process ran the same chains itself
-    points = measure_curve(model, draw, steps_list, ext, real, ref, k=k, is_splits=is_splits, dist=dist)
+    points = measure_curve(model, sample, steps_list, ext, real, ref, k=o.k, is_splits=o.is_splits, dist=dist)
     return {"sampler": sampler, "extractor": ext.name, "steps": list(steps_list), "step_size": step_size,
-            "n_samples": len(labels), "sample_seed": seed, "points": points,
+            "n_samples": n, "sample_seed": seed, "points": points,
             "protocol": "each point: fresh samples at that step count (the same seeds for every point), metrics "
                         "against the same reference as the main generative metrics; passes_per_image = counted "
                         "forward+backward passes of the model per sample"}

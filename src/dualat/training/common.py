@@ -5,14 +5,11 @@ import contextlib
 import copy
 import math
 import random
-import warnings
 
 import numpy as np
 import torch
 
 from ..errors import DualatError
-from ..optim import learning_rate, make_optimizer, set_lr  # noqa: F401  (the loops' imports)
-from ..precision import autocast_for, onednn_bf16, resolve as resolve_precision
 
 
 class Diverged(Exception):
@@ -31,12 +28,15 @@ class Diverged(Exception):
         return "jem" if self.stage == "jem" else f"stage{self.stage}"
 
 
-def check_finite(stage: int, iteration: int, values: dict, bound: float) -> None:
-    """Raise Diverged when any loss in `values` is NaN/inf or beyond `bound` in magnitude."""
+def check_finite(stage: int | str, iteration: int, values: dict, bound: float, every: bool = False) -> dict:
+    """The one divergence check, made on a step's host metrics before its optimiser step: raise
+    Diverged when any loss in `values` (every value with `every`: JEM's energies too) is NaN/inf
+    or beyond `bound` in magnitude; else return `values`."""
     for key, v in values.items():
-        if key.startswith("loss") or key in ("bce", "ce"):
+        if every or key.startswith("loss") or key in ("bce", "ce"):
             if not math.isfinite(v) or abs(v) > bound:
                 raise Diverged(stage, iteration, values)
+    return values
 
 
 def parameters_finite(model: torch.nn.Module) -> bool:
@@ -110,31 +110,6 @@ def resolve_device(name: str) -> torch.device:
         raise DualatError(f"device={name} asked for, but this PyTorch sees no CUDA GPU; use device=cpu "
                           "or install a CUDA build of torch (see README)")
     return torch.device(name)
-
-
-def autocast_factory(device: torch.device, amp: bool):
-    """A context-manager factory for bf16 autocast (CUDA, or a CPU with native bf16), or None.
-
-    On CPUs with AVX512-BF16 / AMX, oneDNN runs bf16 convolutions 2-3x faster than float32
-    (docs/performance.md); elsewhere bf16 is emulated and slower, so amp is then ignored with a warning.
-    """
-    if amp == "auto":  # bf16 only where the hardware has it (dualat.precision), float32 elsewhere
-        return autocast_for(resolve_precision("auto", device), device)
-    if not amp:
-        return None
-    if device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu":
-        if cpu_has_bf16():
-            return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-        warnings.warn("amp=true ignored: this CPU has no native bf16 (AVX512-BF16 / AMX), where bf16 would "
-                      "be slower than float32; running in float32", RuntimeWarning, stacklevel=2)
-    return None
-
-
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN has bf16 kernels on this CPU (what amp=true checks)."""
-    return onednn_bf16()
 
 
 def rng_state() -> dict:

@@ -10,14 +10,16 @@ from ..data import BatchStream
 from ..data.transforms import make_transform
 from ..distributed import sharded_accuracy
 from ..evaluate import clean_accuracy, pgd_accuracy
-from ..evaluate.stepchoice import STEP_SWEEP_SEED_OFFSET, choose_steps, format_choice
+from ..evaluate.stepchoice import choose_steps, format_choice
 from ..models import freeze_batchnorm
 from ..optim import make_optimizer
 from ..rundir import RunDir
 from ..sampler import default_step_size
+from ..seeding import DAT_ADV, DAT_GLOBAL, DAT_PGD, DAT_REAL, DAT_SEEDS, STEP_SWEEP_SEED, training_seed
 from .common import EMA, Curriculum, check_finite, generator, isolated_rng, seed_everything
+from .context import RunContext
 from .loop import Stage, resume, run_loop, scalars
-from .steps import dat_step
+from .steps import StepRig, dat_step
 
 
 class DAT(Stage):
@@ -26,9 +28,9 @@ class DAT(Stage):
     stage, label, evaluates = 2, "stage 2 (DAT)", True
     best = {"fd": (RunDir.BEST_FD, "min"), "robust_acc": (RunDir.BEST_ROBUST, "max")}
 
-    def __init__(self, run):
+    def __init__(self, run: RunContext):
         cfg, model, dist, s2 = run.cfg, run.model, run.dist, run.cfg.stage2
-        seed_everything(cfg.seed * 1000 + 10)
+        seed_everything(training_seed(cfg.seed, DAT_GLOBAL))
         if s2.freeze_bn:
             freeze_batchnorm(model)
         model.train()
@@ -36,15 +38,15 @@ class DAT(Stage):
         self.ema = EMA(model, s2.ema_decay)
         self.cur = Curriculum(s2.t_init, s2.t_max, s2.auc_threshold, s2.auc_window or math.ceil(1000 / s2.batch_size))
         shape, self.b = run.train_set.shape, dist.per_rank(s2.batch_size)
-        self.real = BatchStream(run.train_set, self.b, seed=cfg.seed * 1000 + 11,
+        self.real = BatchStream(run.train_set, self.b, seed=training_seed(cfg.seed, DAT_REAL),
                                 transform=make_transform(cfg.data.augment, shape), rank=dist.rank,
                                 world_size=dist.world_size)
-        self.adv = BatchStream(run.train_set, self.b, seed=cfg.seed * 1000 + 12,
+        self.adv = BatchStream(run.train_set, self.b, seed=training_seed(cfg.seed, DAT_ADV),
                                transform=make_transform(cfg.data.strong_augment, shape), rank=dist.rank,
                                world_size=dist.world_size)
         self.seed_tf = make_transform(cfg.data.augment, shape)
-        self.gens = {"seeds": generator(dist.rank_seed(cfg.seed * 1000 + 13)),
-                     "pgd": generator(dist.rank_seed(cfg.seed * 1000 + 14))}
+        self.gens = {"seeds": generator(dist.rank_seed(training_seed(cfg.seed, DAT_SEEDS))),
+                     "pgd": generator(dist.rank_seed(training_seed(cfg.seed, DAT_PGD)))}
         self.probe, self.trainer, self.gather = None, None, None
 
     def load(self, state: dict) -> None:
@@ -66,9 +68,11 @@ class DAT(Stage):
             seeds = self.seed_tf(seeds, self.gens["seeds"])
         x_r, y_r, x_a, y_a, seeds = run.to_device(x_r, y_r, x_a, y_a, seeds)
         T = self.cur.T
-        m = run.dist.mean(dat_step(run.model, self.opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, self.gens["pgd"],
-                                   run.autocast, self.trainer, self.gather, threat=run.cfg.threat))
-        check_finite(2, it + 1, m, s2.loss_bound)
+        # averaged over the processes and checked before the optimiser step (the one divergence policy)
+        rig = StepRig(run.autocast, self.trainer, self.gather,
+                      guard=lambda m: check_finite(2, it + 1, run.dist.mean(m), s2.loss_bound))
+        m = dat_step(run.model, self.opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, self.gens["pgd"], rig,
+                     threat=run.cfg.threat)
         self.ema.update(run.model)
         self.cur.update(m["auc"])
         return {**m, "T": T}
@@ -93,7 +97,7 @@ class DAT(Stage):
                 "generators": {k: g.get_state() for k, g in self.gens.items()}}
 
 
-def run_stage2(run, state: dict | None = None) -> dict:
+def run_stage2(run: RunContext, state: dict | None = None) -> dict:
     """Train (or resume) DAT on `run`; returns the last periodic evaluation.
 
     Under torchrun each process takes stage2.batch_size / world_size of the real, adversarial
@@ -118,13 +122,13 @@ def run_stage2(run, state: dict | None = None) -> dict:
             "best_robust_acc": best["robust_acc"]}
 
 
-def record_sample_steps(run, dat: DAT) -> int:
+def record_sample_steps(run: RunContext, dat: DAT) -> int:
     """Choose the sampler's steps around the final T (evaluate/stepchoice.py) with the EMA model,
     write RUN/sample_steps.json (sample, eval and study use it by default), log and say it."""
     probe = dat.probe or run.generation_probe()
     cfg = run.cfg
     choice = choose_steps(dat.ema.model, probe.features_fn, run.seeds_test, run.train_set, dat.cur.T,
-                          default_step_size(cfg), cfg.eval.step_sweep_samples, cfg.seed + STEP_SWEEP_SEED_OFFSET,
+                          default_step_size(cfg), cfg.eval.step_sweep_samples, cfg.seed + STEP_SWEEP_SEED,
                           autocast=run.autocast)
     if run.dist.is_main:
         atomic_write_text(run.dir / RunDir.SAMPLE_STEPS, json.dumps(choice, indent=1))
@@ -133,7 +137,7 @@ def record_sample_steps(run, dat: DAT) -> int:
     return choice["sample_steps"]
 
 
-def evaluate_stage2(run, ema_model, probe, T: int, iteration: int) -> dict:
+def evaluate_stage2(run: RunContext, ema_model, probe, T: int, iteration: int) -> dict:
     """Periodic evaluation on the EMA model: clean and PGD accuracy, Frechet distance of samples.
 
     Under torchrun each process takes a share of the test images and of the samples; the

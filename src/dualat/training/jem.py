@@ -7,7 +7,6 @@ training/loop.py, as for DAT; the summary it leaves still counts the iterations,
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -23,9 +22,12 @@ from ..metrics import frechet_distance, gaussian_stats
 from ..models import freeze_batchnorm
 from ..optim import make_optimizer
 from ..rundir import RunDir
+from ..seeding import JEM_BUFFER, JEM_GLOBAL, JEM_SGLD, JEM_STREAM, SAMPLE_SEED, training_seed
 from ..sgld import InitialDistribution, ReplayBuffer, initial_distribution, predictions, sgld, sgld_batches
-from .common import Diverged, generator, isolated_rng, maybe, seed_everything
+from .common import Diverged, check_finite, generator, isolated_rng, maybe, seed_everything
+from .context import RunContext
 from .loop import Stage, resume, run_loop, scalars
+from .steps import StepRig
 
 
 def passes_per_iteration(j) -> int:
@@ -34,19 +36,19 @@ def passes_per_iteration(j) -> int:
     return (j.sgld_steps + 2) * j.batch_size
 
 
-def jem_step(model, opt, real, x_q, px_weight: float, loss_bound: float, iteration: int, autocast=None,
-             fused: bool = True) -> dict:
+def jem_step(model, opt, real, x_q, px_weight: float, rig: StepRig | None = None, fused: bool = True) -> dict:
     """One JEM update: CE on the real batch + px_weight * (E(real) - E(samples)).
 
     fused: one forward pass over [real, samples] (right when BatchNorm is frozen or absent);
     False keeps the two batches' BatchNorm statistics apart, as JEM's code does.
-    Checks the losses before the optimiser step, so a diverging step never reaches the weights
-    (raises Diverged naming `iteration`). Returns float metrics.
+    The losses reach the host in one copy and pass rig.guard before the optimiser step, so a
+    diverging step never reaches the weights. Returns float metrics.
     """
+    rig = rig or StepRig()
     x, y = real
     b = x.shape[0]
     model.train()
-    with maybe(autocast):
+    with maybe(rig.autocast):
         if fused:
             logits = model(torch.cat([x, x_q])).float()
         else:
@@ -56,14 +58,14 @@ def jem_step(model, opt, real, x_q, px_weight: float, loss_bound: float, iterati
     e_real, e_q = -lse[:b].mean(), -lse[b:].mean()
     gen = e_real - e_q  # minimised: lowers the energy of data, raises that of the samples
     loss = ce + px_weight * gen
-    values = {"loss": loss.item(), "ce": ce.item(), "gen": gen.item(), "e_real": e_real.item(), "e_sample": e_q.item()}
-    if not all(math.isfinite(v) and abs(v) <= loss_bound for v in values.values()):
-        raise Diverged("jem", iteration, values)
+    with torch.no_grad():  # one device-to-host copy for every number
+        acc = (logits[:b].argmax(1) == y).float().mean()
+        host = torch.stack([loss.detach(), ce.detach(), gen.detach(), e_real.detach(), e_q.detach(), acc]).tolist()
+    values = rig.check(dict(zip(("loss", "ce", "gen", "e_real", "e_sample"), host[:5])))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    values["acc"] = (logits[:b].argmax(1) == y).float().mean().item()
-    return values
+    return {**values, "acc": host[5]}
 
 
 class JEM(Stage):
@@ -71,16 +73,16 @@ class JEM(Stage):
 
     stage, label, evaluates = "jem", "JEM (SGLD)", True
 
-    def __init__(self, run):
+    def __init__(self, run: RunContext):
         cfg, model, j = run.cfg, run.model, run.cfg.jem
-        seed_everything(cfg.seed * 1000 + 30)
+        seed_everything(training_seed(cfg.seed, JEM_GLOBAL))
         if j.batchnorm == "frozen":
             freeze_batchnorm(model)
         super().__init__(run, j.iterations, j.optim, make_optimizer(model.parameters(), j.optim))
         shape = run.train_set.shape
-        self.stream = BatchStream(run.train_set, j.batch_size, seed=cfg.seed * 1000 + 31,
+        self.stream = BatchStream(run.train_set, j.batch_size, seed=training_seed(cfg.seed, JEM_STREAM),
                                   transform=make_transform(cfg.data.augment, shape))
-        self.gens = {"buffer": generator(cfg.seed * 1000 + 32), "sgld": generator(cfg.seed * 1000 + 33)}
+        self.gens = {"buffer": generator(training_seed(cfg.seed, JEM_BUFFER)), "sgld": generator(training_seed(cfg.seed, JEM_SGLD))}
         self.init = initial_distribution(cfg, run.train_set, shape)
         self.buffer = ReplayBuffer(j.buffer_size, self.init, j.reinit_prob, self.gens["buffer"])
         self.cpu, self.c0, self.probe = 0.0, time.process_time(), None
@@ -103,7 +105,8 @@ class JEM(Stage):
         x_q = sgld(run.model, x0, j.sgld_steps, j.sgld_step_size, j.sgld_noise, self.gens["sgld"], j.clamp,
                    run.autocast)
         self.buffer.put(idx, x_q.cpu())
-        return jem_step(run.model, self.opt, (x, y), x_q, j.px_weight, j.loss_bound, it + 1, run.autocast,
+        guard = lambda m: check_finite("jem", it + 1, m, j.loss_bound, every=True)  # noqa: E731
+        return jem_step(run.model, self.opt, (x, y), x_q, j.px_weight, StepRig(run.autocast, guard=guard),
                         fused=j.batchnorm == "frozen")
 
     def postfix(self, rec: dict) -> dict:
@@ -124,7 +127,7 @@ class JEM(Stage):
                 "last_eval": scalars(self.last_eval), "generators": {k: g.get_state() for k, g in self.gens.items()}}
 
 
-def run_jem(run, state: dict | None = None) -> dict:
+def run_jem(run: RunContext, state: dict | None = None) -> dict:
     """Train (or resume) JEM on `run`; returns its summary. A divergence raises Diverged carrying
     the summary of the work done (training/loop.py states the policy)."""
     if run.dist.enabled:
@@ -158,7 +161,8 @@ def _summary(jem: JEM, elapsed: float, completed: int) -> dict:
             "buffer_restart_rate": round(buffer.restarts / max(buffer.draws, 1), 4)}
 
 
-def evaluate_jem(run, model, buffer: ReplayBuffer, init: InitialDistribution, probe, iteration: int) -> dict:
+def evaluate_jem(run: RunContext, model, buffer: ReplayBuffer, init: InitialDistribution, probe,
+                 iteration: int) -> dict:
     """Periodic evaluation: clean / PGD accuracy, and the Frechet-distance proxy of (a) samples
     taken from the replay buffer and (b) fresh SGLD chains from the initial distribution."""
     cfg, j = run.cfg, run.cfg.jem
@@ -169,7 +173,7 @@ def evaluate_jem(run, model, buffer: ReplayBuffer, init: InitialDistribution, pr
           "attack": run.attack_text()}
     if probe is not None:
         n = min(len(probe.labels), len(buffer))
-        g = torch.Generator().manual_seed(cfg.seed + 99)
+        g = torch.Generator().manual_seed(cfg.seed + SAMPLE_SEED)
         from_buffer = buffer.images[torch.randperm(len(buffer), generator=g)[:n]]
         steps = j.eval_sgld_steps or j.sgld_steps
         fresh = sgld_batches(model, init.sample(n, g), steps, j.sgld_step_size, j.sgld_noise, g, j.clamp, run.autocast)

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from ..rundir import RunDir
-from ..ui import read_log  # noqa: F401  (the log's reader, here too for old imports)
 
 
 class MetricLog:

@@ -22,6 +22,7 @@ from ..optim import learning_rate, set_lr
 from ..rundir import RunDir
 from ..ui import progress
 from .common import Diverged, isolated_rng, parameters_finite, set_rng_state
+from .context import RunContext
 from .log import Averager
 
 
@@ -33,7 +34,7 @@ class Stage:
     evaluates = False                     # periodic evaluation every eval.every iterations
     best: dict = {}                       # metric -> (weights file, "min" | "max"): best-of weights
 
-    def __init__(self, run, iterations: int, optim, opt):
+    def __init__(self, run: RunContext, iterations: int, optim, opt):
         self.run, self.iterations, self.optim, self.opt = run, iterations, optim, opt
         self.last_eval: dict = {}
         self.best_values = {k: (math.inf if how == "min" else -1.0) for k, (_, how) in self.best.items()}
@@ -126,7 +127,7 @@ def scalars(ev: dict) -> dict:
     return {k: v for k, v in ev.items() if isinstance(v, (int, float, str))}
 
 
-def record_divergence(run, exc: Diverged) -> dict:
+def record_divergence(run: RunContext, exc: Diverged) -> dict:
     """The one divergence record: diverged.json (atomic) and a `diverged` log event; returns it."""
     info = {"stage": exc.stage, "iteration": exc.iteration, "values": {k: str(v) for k, v in exc.values.items()},
             "last_good_checkpoint": RunDir.STATE if (run.dir / RunDir.STATE).exists() else None}

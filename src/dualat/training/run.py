@@ -1,4 +1,6 @@
-"""`train()`: config -> data -> model -> stage 1 -> stage 2 -> run directory. Resumable."""
+"""`train()`: config -> data -> model -> stage 1 -> stage 2 -> run directory. Resumable.
+
+This module orchestrates; `open_run` builds the stages' typed world (context.py's RunContext)."""
 from __future__ import annotations
 
 import datetime
@@ -12,155 +14,65 @@ import yaml
 
 from .. import distributed
 from ..atomic import atomic_write_text
-from ..checkpoint import atomic_save, extract_state_dict, safe_load
-from ..config import Config, apply_overrides, from_dict, load_config, save_config, to_dict
+from ..checkpoint import extract_state_dict, safe_load
+from ..config import Config, apply_overrides, from_dict, load_config, save_config
 from ..data import load_split, make_seed_source
 from ..errors import DualatError
-from ..evaluate import GenerationProbe, reference_stats
-from ..evaluate.evalnet import load_evalnet
-from ..evaluate.extractors import ClassifierExtractor
-from ..images import class_grid, save_png
 from ..models import create_model
-from ..precision import BF16, FLOAT32
+from ..precision import precision
 from ..rundir import RunDir
 from ..speed import compile_model, keep_large_buffers
 from ..version import code_version
-from .common import Diverged, autocast_factory, parameters_finite, resolve_device, rng_state, seed_everything
-from .dat import run_stage2
-from .jem import run_jem
+from .common import Diverged, resolve_device, seed_everything
+from .context import RunContext
 from .log import MetricLog, NullLog
 from .loop import record_divergence
-from .stage1 import run_stage1
+from .methods import run_method
 
-PER_RANK = ("streams", "generators", "rng")  # checkpoint entries each process has its own of
-
-
-class Run:
-    """What a training run holds: config, run directory, device, data, model, log, and `dist`
-    (this process among the torchrun processes; rank 0 alone logs and writes files)."""
-
-    def __init__(self, cfg: Config, run_dir: Path, show_progress: bool = True,
-                 dist: distributed.Dist | None = None):
-        self.dist = dist or distributed.Dist()
-        self.cfg, self.dir, self.show_progress = cfg, run_dir, show_progress and self.dist.is_main
-        self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
-        self.autocast = autocast_factory(self.device, cfg.amp)
-        self.precision = BF16 if self.autocast is not None else FLOAT32  # what amp resolved to here
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        d = cfg.data
-        self.train_set, self.test_set = load_split(d, "train"), load_split(d, "test")
-        shape = tuple(self.train_set.shape)
-        if tuple(self.test_set.shape) != shape:
-            raise DualatError(f"the {d.name} train split has inputs of shape {shape} but the test split "
-                              f"{tuple(self.test_set.shape)}; set data.image_size / data.channels or fix the files")
-        if list(self.train_set.classes) != list(self.test_set.classes):
-            only = sorted(set(self.train_set.classes) ^ set(self.test_set.classes))[:5]
-            raise DualatError(f"the {d.name} train and test splits have different classes "
-                              f"(e.g. {only or 'their order'}); give both splits the same class folders")
-        self.seeds_train = make_seed_source(d.seeds, shape, "train", self.train_set, d.seed_folder, cfg.seed)
-        self.seeds_test = make_seed_source(d.seeds, shape, "test", self.train_set, d.seed_folder, cfg.seed)
-        seed_everything(cfg.seed)
-        try:
-            self.model = create_model(cfg.model.name, num_classes=self.train_set.num_classes,
-                                      in_channels=shape[0], image_size=shape[-1], mean=d.mean, std=d.std,
-                                      **cfg.model.kwargs)
-        except (TypeError, ValueError, RuntimeError, MemoryError) as exc:  # e.g. model.kwargs={width: huge}
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise DualatError(f"cannot build model.name={cfg.model.name} with model.kwargs={cfg.model.kwargs} "
-                              f"({first})") from None
-        if self.dist.enabled and cfg.distributed.sync_bn:
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.model = self.model.to(self.device)
-        self.memory_format = torch.channels_last if cfg.model.channels_last and len(shape) == 3 else None
-        if self.memory_format is not None:
-            self.model = self.model.to(memory_format=self.memory_format)
-        if self.device.type == "cpu":
-            keep_large_buffers()  # no page-fault storm on large activations (docs/performance.md)
-        if cfg.model.compile:
-            compile_model(self.model, self.device)
-        self.log = MetricLog(run_dir, cfg.log.tensorboard) if self.dist.is_main else NullLog()
-
-    def trainer(self) -> torch.nn.Module:
-        """The module for training forward/backward passes: DDP-wrapped model under torchrun."""
-        return self.dist.wrap(self.model)
-
-    def own_state(self, state: dict) -> dict:
-        """A checkpoint with this process's own stream / generator / RNG states on top."""
-        if "ranks" not in state:
-            return state
-        return {**state, **{k: state["ranks"][self.dist.rank][k] for k in PER_RANK}}
-
-    def to_device(self, *tensors):
-        out = []
-        for t in tensors:
-            t = t.to(self.device, non_blocking=True)
-            if self.memory_format is not None and t.dim() == 4:
-                t = t.contiguous(memory_format=self.memory_format)
-            out.append(t)
-        return out
-
-    def attack_text(self) -> str:
-        """How the periodic evaluations attack: 'PGD-10 L2 eps=0.5' (the run's threat model)."""
-        a = self.cfg.threat
-        return f"PGD-{self.cfg.eval.pgd_steps} {a.norm} eps={a.eps:g}"
-
-    def say(self, text: str) -> None:
-        if self.show_progress:
-            print(text, flush=True)
-
-    def save_state(self, state: dict) -> None:
-        """Write last.pt atomically, refusing to write a model that holds NaN/inf.
-
-        Under torchrun every process calls this: the states of all processes (streams,
-        generators, RNG, a digest of the parameters, T) are gathered into `ranks` and rank 0
-        writes the file, which then holds what a resume needs on every process.
-        """
-        if not parameters_finite(self.model):
-            raise Diverged(state["stage"], state["iteration"], {"parameters": float("nan")})
-        state["rng"] = rng_state()
-        if self.dist.enabled:
-            mine = {k: state[k] for k in PER_RANK}
-            mine.update(params_sha256=distributed.parameter_digest(self.model),
-                        T=state["curriculum"]["T"] if "curriculum" in state else None)
-            state["ranks"] = self.dist.gather_objects(mine)
-            state["world_size"] = self.dist.world_size
-            self._check_lockstep(state)
-        state["config"] = to_dict(self.cfg)
-        self.write(state, RunDir.STATE)
-
-    def _check_lockstep(self, state: dict) -> None:
-        """Log (rank 0) when processes no longer hold the same parameters or T; never expected."""
-        ranks = state["ranks"]
-        if len({(r["params_sha256"], r["T"]) for r in ranks}) > 1:
-            self.log.write({"event": "ranks_differ", "stage": state["stage"], "iteration": state["iteration"],
-                            "T": [r["T"] for r in ranks], "params_sha256": [r["params_sha256"] for r in ranks]})
-            self.say(f"warning: the {len(ranks)} processes hold different parameters or T at iteration "
-                     f"{state['iteration']} (see metrics.jsonl); please report this")
-
-    def write(self, obj, name: str) -> None:
-        """atomic_save into the run directory, by rank 0 alone."""
-        if self.dist.is_main:
-            atomic_save(obj, self.dir / name)
-
-    def save_grid(self, x, labels, name: str) -> None:
-        if x.dim() == 4 and self.dist.is_main:
-            save_png(class_grid(x, labels, self.train_set.num_classes, scale=2), self.dir / "samples" / name)
-
-    def generation_probe(self) -> GenerationProbe | None:
-        """Seeds, labels and reference statistics for the Frechet-distance proxy (None for 2-D data)."""
-        if len(self.train_set.shape) != 3:
-            return None
-        e = self.cfg.eval
-        if not self.dist.is_main:
-            self.dist.barrier()  # rank 0 trains and caches the evaluation network first, if needed
-        net = load_evalnet(self.cfg.data, e.evalnet, e.evalnet_iterations, self.show_progress).to(self.device)
-        if self.dist.is_main:
-            self.dist.barrier()
-        feats = ClassifierExtractor(net).features_and_predictions
-        ref = reference_stats(feats, self.test_set)
-        return GenerationProbe(feats, ref, self.seeds_test, self.train_set.num_classes, e.n_samples,
-                               seed=self.cfg.seed + 99)
+def open_run(cfg: Config, run_dir: Path, show_progress: bool = True,
+             dist: distributed.Dist | None = None) -> RunContext:
+    """Load the data, check its shapes, build the seed sources and the model on the device: the
+    stages' typed world (training/context.py). Raises DualatError before anything is written."""
+    dist = dist or distributed.Dist()
+    device = dist.device if dist.enabled else resolve_device(cfg.device)
+    dtype, autocast = precision(cfg.amp, device)  # the one amp policy (dualat.precision)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    d = cfg.data
+    train_set, test_set = load_split(d, "train"), load_split(d, "test")
+    shape = tuple(train_set.shape)
+    if tuple(test_set.shape) != shape:
+        raise DualatError(f"the {d.name} train split has inputs of shape {shape} but the test split "
+                          f"{tuple(test_set.shape)}; set data.image_size / data.channels or fix the files")
+    if list(train_set.classes) != list(test_set.classes):
+        only = sorted(set(train_set.classes) ^ set(test_set.classes))[:5]
+        raise DualatError(f"the {d.name} train and test splits have different classes "
+                          f"(e.g. {only or 'their order'}); give both splits the same class folders")
+    seeds_train = make_seed_source(d.seeds, shape, "train", train_set, d.seed_folder, cfg.seed)
+    seeds_test = make_seed_source(d.seeds, shape, "test", train_set, d.seed_folder, cfg.seed)
+    seed_everything(cfg.seed)
+    try:
+        model = create_model(cfg.model.name, num_classes=train_set.num_classes, in_channels=shape[0],
+                             image_size=shape[-1], mean=d.mean, std=d.std, **cfg.model.kwargs)
+    except (TypeError, ValueError, RuntimeError, MemoryError) as exc:  # e.g. model.kwargs={width: huge}
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DualatError(f"cannot build model.name={cfg.model.name} with model.kwargs={cfg.model.kwargs} "
+                          f"({first})") from None
+    if dist.enabled and cfg.distributed.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    memory_format = torch.channels_last if cfg.model.channels_last and len(shape) == 3 else None
+    if memory_format is not None:
+        model = model.to(memory_format=memory_format)
+    if device.type == "cpu":
+        keep_large_buffers()  # no page-fault storm on large activations (docs/performance.md)
+    if cfg.model.compile:
+        compile_model(model, device)
+    log = MetricLog(run_dir, cfg.log.tensorboard) if dist.is_main else NullLog()
+    return RunContext(cfg=cfg, dir=run_dir, model=model, train_set=train_set, test_set=test_set,
+                      seeds_train=seeds_train, seeds_test=seeds_test, device=device, precision=dtype,
+                      autocast=autocast, dist=dist, log=log, show_progress=show_progress and dist.is_main,
+                      memory_format=memory_format)
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -215,7 +127,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
             extract_state_dict(safe_load(cfg.stage1.init))
         except DualatError as exc:
             raise DualatError(f"config key stage1.init: {exc}") from None
-    run = Run(cfg, run_dir, show_progress, dist)  # data first: a data error leaves no half-made run directory
+    run = open_run(cfg, run_dir, show_progress, dist)  # data first: a data error leaves no half-made run directory
     if dist.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +144,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     summary = {"name": cfg.name, "run_dir": str(run_dir), "method": cfg.method, "amp": cfg.amp,
                "precision": run.precision}
     try:
-        _run_stages(run, state, summary)
+        run_method(run, state, summary)
     except Diverged as exc:  # the one policy (training/loop.py)
         info = record_divergence(run, exc)
         if exc.summary is not None:
@@ -249,7 +161,7 @@ def _train(cfg: Config, run_dir: Path, state: dict | None, fresh: bool, override
     return run_dir
 
 
-def _write_summary(run: Run, summary: dict, t0: float, diverged: dict | None = None) -> None:
+def _write_summary(run: RunContext, summary: dict, t0: float, diverged: dict | None = None) -> None:
     """summary.json (atomic): what the run did; `diverged` is the divergence record or None."""
     summary.update({"diverged": diverged, "wall_s_this_session": round(time.time() - t0, 1)})
     if run.dist.is_main:
@@ -272,24 +184,3 @@ def _read_state(path: Path) -> dict:
     if not isinstance(state, dict) or state.get("stage") not in (1, 2, "jem") or "iteration" not in state:
         raise DualatError(f"cannot resume: {path} is not a `dualat train` checkpoint (no stage/iteration)")
     return state
-
-
-def _run_stages(run: Run, state: dict | None, summary: dict) -> None:
-    """Run the method's stages, adding each one's result to `summary` as it finishes."""
-    if run.cfg.method == "jem":
-        summary["jem"] = run_jem(run, state)
-        return
-    stage1_file = run.dir / RunDir.STAGE1
-    if state is None or state["stage"] == 1:
-        finished = state is not None and state["iteration"] >= run.cfg.stage1.iterations and stage1_file.is_file()
-        if finished:
-            summary["stage1"] = safe_load(stage1_file)["eval"]
-            run.model.load_state_dict(state["model"])
-        else:
-            summary["stage1"] = run_stage1(run, state)
-        state = None
-    else:
-        summary["stage1"] = safe_load(stage1_file)["eval"] if stage1_file.is_file() else None
-    if run.cfg.method == "plain":  # a plain classifier: stage 1's loop with clean cross-entropy, no stage 2
-        return
-    summary["stage2"] = run_stage2(run, state)

@@ -6,11 +6,14 @@ from ..data import BatchStream
 from ..data.transforms import make_transform
 from ..distributed import sharded_accuracy
 from ..evaluate import clean_accuracy, pgd_accuracy
+from ..methods import method_of
 from ..optim import make_optimizer
 from ..rundir import RunDir
+from ..seeding import STAGE1_PGD, STAGE1_STREAM, training_seed
 from .common import Diverged, check_finite, generator
+from .context import RunContext
 from .loop import Stage, resume, run_loop
-from .steps import adversarial_step, plain_step
+from .steps import StepRig, adversarial_step, plain_step
 
 
 class Stage1(Stage):
@@ -18,14 +21,15 @@ class Stage1(Stage):
 
     stage = 1
 
-    def __init__(self, run):
+    def __init__(self, run: RunContext):
         cfg, dist, s1 = run.cfg, run.dist, run.cfg.stage1
         super().__init__(run, s1.iterations, s1.optim, make_optimizer(run.model.parameters(), s1.optim))
-        self.label = "plain classifier" if cfg.method == "plain" else "stage 1 (AT)"
-        self.stream = BatchStream(run.train_set, dist.per_rank(s1.batch_size), seed=cfg.seed * 1000 + 1,
+        self.method = method_of(cfg)
+        self.label = self.method.stage1_label
+        self.stream = BatchStream(run.train_set, dist.per_rank(s1.batch_size), seed=training_seed(cfg.seed, STAGE1_STREAM),
                                   transform=make_transform(cfg.data.strong_augment, run.train_set.shape),
                                   rank=dist.rank, world_size=dist.world_size)
-        self.pgd_gen = generator(dist.rank_seed(cfg.seed * 1000 + 2))
+        self.pgd_gen = generator(dist.rank_seed(training_seed(cfg.seed, STAGE1_PGD)))
         self.trainer = None
 
     def load(self, state: dict) -> None:
@@ -37,13 +41,12 @@ class Stage1(Stage):
     def step(self, it: int) -> dict:
         run, s1 = self.run, self.run.cfg.stage1
         x, y = run.to_device(*next(self.stream))
-        if run.cfg.method == "plain":  # the study's non-robust baseline: same loop, clean cross-entropy
-            m = run.dist.mean(plain_step(run.model, self.opt, x, y, run.autocast, self.trainer))
-        else:
-            m = run.dist.mean(adversarial_step(run.model, self.opt, x, y, s1.attack, self.pgd_gen, run.autocast,
-                                               self.trainer))
-        check_finite(1, it + 1, m, s1.loss_bound)
-        return m
+        # averaged over the processes and checked before the optimiser step (the one divergence policy)
+        rig = StepRig(run.autocast, self.trainer, guard=lambda m: check_finite(1, it + 1, run.dist.mean(m),
+                                                                                  s1.loss_bound))
+        if self.method.adversarial:
+            return adversarial_step(run.model, self.opt, x, y, s1.attack, self.pgd_gen, rig)
+        return plain_step(run.model, self.opt, x, y, rig)  # the plain baseline: same loop, clean cross-entropy
 
     def postfix(self, rec: dict) -> dict:
         return {"loss": f"{rec['loss']:.3f}", "acc": f"{rec.get('adv_acc', rec.get('acc', 0.0)):.2f}"}
@@ -53,7 +56,7 @@ class Stage1(Stage):
                 "streams": {"train": self.stream.state_dict()}, "generators": {"pgd": self.pgd_gen.get_state()}}
 
 
-def run_stage1(run, state: dict | None = None) -> dict:
+def run_stage1(run: RunContext, state: dict | None = None) -> dict:
     """Train (or resume) stage 1 on `run`; returns its final evaluation. Writes stage1.pt.
 
     Under torchrun each process takes stage1.batch_size / world_size of every global batch."""
