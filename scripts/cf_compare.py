@@ -114,8 +114,10 @@ def main(argv=None) -> int:
         table = comparison_markdown({label: [r["counterfactuals"]] for label, r in results.items()})
         (out / "cf_compare.md").write_text(
             f"# Counterfactuals compared\n\nCommand: `{command}`\n\nL2 radii {radii}; {args.n} class-balanced test "
-            f"images, targets = the judge's most likely wrong class (the same for every model); protocol: "
-            f"{next(iter(results.values()))['protocol']}\n\n{table}")
+            f"images, targets = the judge's most likely wrong class (the same for every model). Models: "
+            + ", ".join(f"{label} = {r['source']} ({r['checkpoint']} weights)" for label, r in results.items())
+            + f". Protocol (the first model's text; each model's own, with its weights' sha256, is in "
+            f"OUT/<model>/metrics.json): {next(iter(results.values()))['protocol']}\n\n{table}")
         (out / "cf_compare.json").write_text(json.dumps({"command": command, "radii": radii, "models": results},
                                                         indent=1))
         ri = min(max(args.figure_radius, 0), len(radii) - 1)

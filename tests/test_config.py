@@ -1,4 +1,5 @@
 """Config loading, overrides and validation; every preset validates."""
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,9 @@ def test_old_configs_map_onto_the_threat_section(tmp_path):
 
 def test_fashion_mnist_long_is_the_longer_resumable_recipe():
     base, long = load_config("fashion_mnist"), load_config("fashion_mnist_long")
-    assert long.data == base.data and long.model == base.model
+    # the longer variant of the photo-patch recipe (the default trains from the Gaussian since 2026-12-07)
+    assert long.data.seeds == "patches" and dataclasses.replace(long.data, seeds=base.data.seeds) == base.data
+    assert long.model == base.model
     assert long.stage1.iterations >= 3 * base.stage1.iterations and long.stage2.iterations >= 3 * base.stage2.iterations
     assert long.stage2.t_max == 60 and long.stage2.step_size == base.stage2.step_size
     assert long.log.checkpoint_every <= 100 and long.stage2.iterations % long.log.checkpoint_every == 0
@@ -111,3 +114,10 @@ def test_every_file_in_the_configs_folder_loads():
     assert {f.stem for f in files} == set(PRESETS) and "fashion_mnist_long" in PRESETS
     for f in files:
         assert load_config(str(f)).stage2.t_max >= 1
+
+
+def test_the_fashion_mnist_preset_trains_and_samples_from_the_fitted_gaussian():
+    cfg = load_config("fashion_mnist")   # validates
+    assert cfg.data.seeds == "gaussian" and cfg.stage2.auc_threshold == 0.6 and cfg.eval.step_sweep
+    paper = load_config("fashion_mnist", ["data.seeds=patches", "stage2.auc_threshold=0.8"])  # the paper's recipe
+    assert paper.data.seeds == "patches" and paper.stage2.auc_threshold == 0.8

@@ -11,7 +11,7 @@ from dualat.evaluate.stepchoice import candidates
 from dualat.loading import load_model
 from dualat.sample import sample_to_dir
 from dualat.training import train
-from dualat.training.log import read_log
+from dualat.ui import read_log
 
 
 def test_candidates_surround_the_final_T():

@@ -201,7 +201,8 @@ def test_gpu_presets_run_a_few_iterations_on_fake_data(preset, tmp_path):
     tiny = ["data.name=fake", "data.channels=3", "data.seeds=noise", "device=cpu", "stage1.iterations=1",
             "stage1.batch_size=2", "stage2.batch_size=2", "stage2.iterations=2", "stage2.t_init=1",
             "stage1.attack.steps=1", "stage2.attack.steps=1", "eval.n_test=2", "eval.n_samples=4",
-            "eval.pgd_steps=1", "eval.evalnet_iterations=2", "log.every=1", "model.channels_last=false",
+            "eval.pgd_steps=1", "eval.evalnet_iterations=2", "eval.step_sweep_samples=10", "log.every=1",
+            "model.channels_last=false",
             # after a single stage-1 step the frozen BN statistics are meaningless; CIFAR-100's
             # lr 1e-2 then blows up a random WRN-34-10 (the divergence check catches it)
             "stage2.optim.lr=1.0e-3"]
