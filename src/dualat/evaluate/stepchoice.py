@@ -14,7 +14,7 @@ import torch
 
 from ..metrics import frechet_distance, gaussian_stats
 from ..sampler import balanced_labels
-from ..samplers import generate
+from ..samplers import Draw, generate
 
 FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)   # candidates: these multiples of the final T
 N_REF = 2000                                # the last 2,000 training images are the reference
@@ -26,26 +26,27 @@ def candidates(final_T: int) -> list[int]:
     return sorted({max(1, int(round(f * T))) for f in FACTORS})
 
 
-def choose_steps(model, features_fn, seed_source, train_set, final_T: int, step_size: float, n_samples: int = 500,
-                 seed: int = 0, n_ref: int = N_REF, autocast=None) -> dict:
+def choose_steps(draw: Draw, features_fn, train_set, final_T: int) -> dict:
     """{'sample_steps': the candidate with the lowest FD, 'points': [{'steps', 'fd', 'class_agreement'}],
-    and the protocol}; features_fn(x) -> (features, predictions) of the evaluation network."""
+    and the protocol}. draw: the EMA model, n samples, the step size, the held-out seed source
+    (draw.seeds), the generator seed and the autocast; features_fn(x) -> (features, predictions) of
+    the evaluation network."""
     t0 = time.time()
-    steps = candidates(final_T)
-    n_ref = min(n_ref, len(train_set))
+    steps, step_size, n_samples, seed = candidates(final_T), draw.step_size, draw.n, draw.seed
+    n_ref = min(N_REF, len(train_set))
     ref_idx = torch.arange(len(train_set) - n_ref, len(train_set))
     ref_feats = np.concatenate([features_fn(train_set.batch(ref_idx[i:i + 1000])[0])[0]
                                 for i in range(0, n_ref, 1000)])
     ref = gaussian_stats(ref_feats)
     labels = balanced_labels(n_samples, train_set.num_classes)
-    seeds = seed_source.sample(n_samples, labels, torch.Generator().manual_seed(seed))
+    seeds = draw.seeds.sample(n_samples, labels, torch.Generator().manual_seed(seed))
     kept: dict[int, list[torch.Tensor]] = {k: [] for k in steps}
 
     def keep(i, x):
         if i in kept:
             kept[i].append(x.detach().cpu().clone())
 
-    generate(model, seeds, labels, max(steps), step_size, callback=keep, autocast=autocast)
+    generate(draw.model, seeds, labels, max(steps), step_size, callback=keep, autocast=draw.autocast)
     points = []
     for k in steps:
         feats, preds = features_fn(torch.cat(kept[k]))

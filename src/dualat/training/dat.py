@@ -15,6 +15,7 @@ from ..models import freeze_batchnorm
 from ..optim import make_optimizer
 from ..rundir import RunDir
 from ..sampler import default_step_size
+from ..samplers import Draw
 from ..seeding import DAT_ADV, DAT_GLOBAL, DAT_PGD, DAT_REAL, DAT_SEEDS, STEP_SWEEP_SEED, training_seed
 from .common import EMA, Curriculum, check_finite, generator, isolated_rng, seed_everything
 from .context import RunContext
@@ -127,9 +128,9 @@ def record_sample_steps(run: RunContext, dat: DAT) -> int:
     write RUN/sample_steps.json (sample, eval and study use it by default), log and say it."""
     probe = dat.probe or run.generation_probe()
     cfg = run.cfg
-    choice = choose_steps(dat.ema.model, probe.features_fn, run.seeds_test, run.train_set, dat.cur.T,
-                          default_step_size(cfg), cfg.eval.step_sweep_samples, cfg.seed + STEP_SWEEP_SEED,
-                          autocast=run.autocast)
+    draw = Draw(dat.ema.model, cfg.eval.step_sweep_samples, step_size=default_step_size(cfg),
+                seed=cfg.seed + STEP_SWEEP_SEED, seeds=run.seeds_test, autocast=run.autocast)
+    choice = choose_steps(draw, probe.features_fn, run.train_set, dat.cur.T)
     if run.dist.is_main:
         atomic_write_text(run.dir / RunDir.SAMPLE_STEPS, json.dumps(choice, indent=1))
     run.log.write({"event": "sample_steps", **{k: v for k, v in choice.items() if k != "protocol"}})
