@@ -67,9 +67,10 @@ def evaluate(source, checkpoint: str = "ema", options: EvaluateOptions | None = 
     Under torchrun (or with `dist`, a dualat.distributed.Dist): clean / PGD / AutoAttack accuracy
     and sample generation are shared between the processes and gathered; everything else runs on
     every process alike; rank 0 writes `out`; every process returns the same dict.
-    amp: None (the run's own `amp` setting), False, True or "auto" (dualat.precision): the model's
-    forwards of clean / PGD accuracy and of PGD sampling run in what it resolves to on `device`;
-    AutoAttack, OOD scores, calibration and the feature extractor always run in float32.
+    amp: None (the run's own `amp` setting), False, True or "auto" (dualat.precision): PGD sampling
+    and counterfactuals run in what it resolves to on `device`; clean / PGD accuracy run in float32
+    unless `amp` is given; AutoAttack, OOD scores, calibration and the feature extractor always run
+    in float32.
     metrics.json's `compute_dtype` names the arithmetic behind each number.
     counterfactuals: also (off by default) the counterfactual family: cf_n class-balanced test images
     toward cf_target (wrong, wrong-judge, true, all or a class index) at `radii`, cf_steps PGD steps,
