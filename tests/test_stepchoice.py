@@ -15,8 +15,8 @@ from dualat.ui import read_log
 
 
 def test_candidates_surround_the_final_T():
-    assert candidates(7) == [4, 5, 7, 10, 14, 21]
-    assert candidates(40) == [20, 30, 40, 60, 80, 120]
+    assert candidates(7) == [2, 4, 5, 7, 10, 14, 21]
+    assert candidates(40) == [10, 20, 30, 40, 60, 80, 120]
     assert candidates(1) == [1, 2, 3] and candidates(0) == [1, 2, 3]
 
 

@@ -16,7 +16,7 @@ from ..metrics import frechet_distance, gaussian_stats
 from ..sampler import balanced_labels
 from ..samplers import Draw, generate
 
-FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)   # candidates: these multiples of the final T
+FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)   # candidates: these multiples of the final T
 N_REF = 2000                                # the last 2,000 training images are the reference
 
 
