@@ -38,6 +38,12 @@ def seed_numbers(cfg) -> int:
     return int(getattr(src, "numbers", 0))
 
 
+def full_gaussian_numbers(train) -> int:
+    """The fitted numbers of the full-covariance per-class Gaussian: per class d means + d(d+1)/2."""
+    d = int(np.prod(train.shape))
+    return train.num_classes * (d + d * (d + 1) // 2)
+
+
 def row(run: Path, eval_name: str, full: int) -> dict:
     cfg = load_config(run / "config.yaml")
     m = json.loads((run / eval_name / "metrics.json").read_text())
@@ -67,8 +73,7 @@ def seeds_only(kinds: list[str], preset: str, n: int = 2000) -> list[dict]:
     ext = make_extractor("evalnet", cfg.data)
     ref = gaussian_stats(dataset_features(ext, test)[0])
     labels = balanced_labels(n, train.num_classes)
-    d = int(np.prod(train.shape))
-    full = train.num_classes * (d + d * (d + 1) // 2)
+    full = full_gaussian_numbers(train)
     rows = []
     for kind in kinds:
         src = make_seed_source(kind, tuple(train.shape), "test", train, None, cfg.seed)
@@ -97,11 +102,7 @@ def main(argv=None) -> list[dict]:
             a.json.write_text(json.dumps(rows, indent=1))
         return rows
     cfg = load_config(a.runs[0] / "config.yaml")
-    train = load_split(cfg.data, "train")
-    d = 1
-    for s in train.shape:
-        d *= s
-    full = train.num_classes * (d + d * (d + 1) // 2)
+    full = full_gaussian_numbers(load_split(cfg.data, "train"))
     rows = [row(r, a.eval, full) for r in a.runs]
     table = markdown(rows)
     print(table, end="")

@@ -12,7 +12,7 @@ from .datasets import DATASETS, data_info, dataset_info, load_dataset, load_spli
 from .folder import FolderImageSet
 from .imageset import ImageSet
 from .seeds import SEED_SOURCES, SeedSource
-from .seeds_extra import make_seed_source, parse_seed_name
+from .seeds_extra import NAME_FORMS, make_seed_source, parse_seed_name
 from .stream import BatchStream
 from .transforms import TRANSFORM_SPECS
 from ..configcheck import check_choice, name_check
@@ -29,7 +29,7 @@ def check_config_names(cfg) -> None:
         base = parse_seed_name(d.seeds)[0]   # 'mix:0.3' -> 'mix'; a bad fraction names the key
     except DualatError as exc:
         raise DualatError(f"config key data.seeds: {exc}") from None
-    check_choice(base, "data.seeds", list(SEED_SOURCES) + ["mix:F", "gaussian_lowrank:K", "gaussian_coarse:S"])
+    check_choice(base, "data.seeds", list(SEED_SOURCES) + NAME_FORMS)
     for k in ("augment", "strong_augment"):
         check_choice(getattr(d, k), f"data.{k}", list(TRANSFORM_SPECS))
 

@@ -30,6 +30,7 @@ from .seeds_fitted import FITTED_DEFAULTS, FITTED_SOURCES, GaussianSource, make_
 from .stream import mix_seeds
 
 EXTRA_SOURCES = ["patches_jitter", "photos_more", "mix"]
+NAME_FORMS = ["mix:F", "gaussian_lowrank:K", "gaussian_coarse:S"]   # the names that take a number
 MIX_DEFAULT = 0.5
 JITTER_SCALE = (0.05, 1.0)   # crop side as a fraction of the photo's shorter side
 GAMMA_RANGE = 2.0            # gamma log-uniform in [1/2, 2]
@@ -73,8 +74,8 @@ def check_seed_name(kind) -> str:
     if isinstance(kind, str) and kind.startswith("folder:") and len(kind) > len("folder:"):
         return kind
     if parse_seed_name(kind)[0] not in SEED_SOURCES:
-        raise DualatError(f"unknown seed source {kind!r}; use one of {', '.join(SEED_SOURCES)}, mix:F, "
-                          "gaussian_lowrank:K, gaussian_coarse:S or folder:DIR")
+        raise DualatError(f"unknown seed source {kind!r}; use one of {', '.join(SEED_SOURCES + NAME_FORMS)} "
+                          "or folder:DIR")
     return kind
 
 

@@ -51,7 +51,8 @@ class FittedSource(SeedSource):
     """Base class: fit per class in `__init__` (through `fit`), draw through `transform`.
 
     Subclasses set `kind`, `z_dim` (the standard-normal numbers one draw takes) and implement
-    fit(c, x) for the flattened float32 (n_c, d) images of class c, and transform(c, z) -> (m, d)."""
+    fit(c, x) for the flattened float32 (n_c, d) images of class c (whose mean is already in
+    self.means[c]), and transform(c, z) -> (m, d)."""
 
     kind = "fitted"
 
@@ -133,7 +134,7 @@ class GaussianSource(FittedSource):
         self.factors: dict[int, torch.Tensor] = {}  # class -> (d, d) Cholesky factor or (d,) std
 
     def fit(self, c, x):
-        xc = x - x.mean(0)
+        xc = x - self.means[c]
         if self.full:
             self.factors[c] = _cholesky(_covariance(xc)).float()
         else:
@@ -182,7 +183,7 @@ class LowRankGaussianSource(FittedSource):
         self.sigma: dict[int, float] = {}
 
     def fit(self, c, x):
-        evals, evecs = torch.linalg.eigh(_covariance(x - x.mean(0)))   # ascending
+        evals, evecs = torch.linalg.eigh(_covariance(x - self.means[c]))   # ascending
         lead, rest = evals[-self.rank:].flip(0), evals[:-self.rank]
         s2 = max(float(rest.clamp(min=0).mean()), 1e-8)
         self.W[c] = (evecs[:, -self.rank:].flip(1) * (lead - s2).clamp(min=0).sqrt()).float()

@@ -11,13 +11,12 @@ from ..samplers import SAMPLERS, Draw, generate
 from ..ui import progress
 
 
-def reference_stats(features_fn, dataset, n: int | None = None, batch_size: int = 1000):
-    """(mu, sigma) of the evaluation network's features of the first n images of `dataset`."""
-    n = len(dataset) if n is None else min(n, len(dataset))
-    feats = []
-    for start in range(0, n, batch_size):
-        x, _ = dataset.batch(torch.arange(start, min(start + batch_size, n)))
-        feats.append(features_fn(x)[0])
+def reference_stats(features_fn, dataset, n: int | None = None, batch_size: int = 1000, indices=None):
+    """(mu, sigma) of the evaluation network's features of the first n images of `dataset`, or of
+    the images at `indices` (a 1-D index tensor) when given."""
+    if indices is None:
+        indices = torch.arange(len(dataset) if n is None else min(n, len(dataset)))
+    feats = [features_fn(dataset.batch(indices[i:i + batch_size])[0])[0] for i in range(0, len(indices), batch_size)]
     return gaussian_stats(np.concatenate(feats))
 
 

@@ -15,6 +15,7 @@ import torch
 from ..metrics import frechet_distance, gaussian_stats
 from ..sampler import balanced_labels
 from ..samplers import Draw, generate
+from .generative import reference_stats
 
 FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)   # candidates: these multiples of the final T
 N_REF = 2000                                # the last 2,000 training images are the reference
@@ -34,10 +35,7 @@ def choose_steps(draw: Draw, features_fn, train_set, final_T: int) -> dict:
     t0 = time.time()
     steps, step_size, n_samples, seed = candidates(final_T), draw.step_size, draw.n, draw.seed
     n_ref = min(N_REF, len(train_set))
-    ref_idx = torch.arange(len(train_set) - n_ref, len(train_set))
-    ref_feats = np.concatenate([features_fn(train_set.batch(ref_idx[i:i + 1000])[0])[0]
-                                for i in range(0, n_ref, 1000)])
-    ref = gaussian_stats(ref_feats)
+    ref = reference_stats(features_fn, train_set, indices=torch.arange(len(train_set) - n_ref, len(train_set)))
     labels = balanced_labels(n_samples, train_set.num_classes)
     seeds = draw.seeds.sample(n_samples, labels, torch.Generator().manual_seed(seed))
     kept: dict[int, list[torch.Tensor]] = {k: [] for k in steps}

@@ -114,17 +114,22 @@ class RunContext:
         if x.dim() == 4 and self.dist.is_main:
             save_png(class_grid(x, labels, self.train_set.num_classes, scale=2), self.dir / "samples" / name)
 
-    def generation_probe(self) -> GenerationProbe | None:
-        """Seeds, labels and reference statistics for the Frechet-distance proxy (None for 2-D data)."""
-        if len(self.train_set.shape) != 3:
-            return None
+    def evalnet_features(self) -> Callable:
+        """The evaluation network's features_and_predictions (trained and cached on first use)."""
         e = self.cfg.eval
         if not self.dist.is_main:
             self.dist.barrier()  # rank 0 trains and caches the evaluation network first, if needed
         net = load_evalnet(self.cfg.data, e.evalnet, e.evalnet_iterations, self.show_progress).to(self.device)
         if self.dist.is_main:
             self.dist.barrier()
-        feats = ClassifierExtractor(net).features_and_predictions
+        return ClassifierExtractor(net).features_and_predictions
+
+    def generation_probe(self) -> GenerationProbe | None:
+        """Seeds, labels and reference statistics for the Frechet-distance proxy (None for 2-D data)."""
+        if len(self.train_set.shape) != 3:
+            return None
+        e = self.cfg.eval
+        feats = self.evalnet_features()
         ref = reference_stats(feats, self.test_set)
         return GenerationProbe(feats, ref, self.seeds_test, self.train_set.num_classes, e.n_samples,
                                seed=self.cfg.seed + SAMPLE_SEED)

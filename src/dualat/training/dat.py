@@ -126,11 +126,11 @@ def run_stage2(run: RunContext, state: dict | None = None) -> dict:
 def record_sample_steps(run: RunContext, dat: DAT) -> int:
     """Choose the sampler's steps around the final T (evaluate/stepchoice.py) with the EMA model,
     write RUN/sample_steps.json (sample, eval and study use it by default), log and say it."""
-    probe = dat.probe or run.generation_probe()
+    features_fn = dat.probe.features_fn if dat.probe is not None else run.evalnet_features()
     cfg = run.cfg
     draw = Draw(dat.ema.model, cfg.eval.step_sweep_samples, step_size=default_step_size(cfg),
                 seed=cfg.seed + STEP_SWEEP_SEED, seeds=run.seeds_test, autocast=run.autocast)
-    choice = choose_steps(draw, probe.features_fn, run.train_set, dat.cur.T)
+    choice = choose_steps(draw, features_fn, run.train_set, dat.cur.T)
     if run.dist.is_main:
         atomic_write_text(run.dir / RunDir.SAMPLE_STEPS, json.dumps(choice, indent=1))
     run.log.write({"event": "sample_steps", **{k: v for k, v in choice.items() if k != "protocol"}})
