@@ -15,8 +15,12 @@ def machine_rows(mach: dict) -> list[str]:
     auto = mach.get("amp_auto")
     why = ("this CPU has native bf16" if auto == "bfloat16" else "no avx512_bf16 or amx_bf16 on this CPU"
            if mach.get("device", "cpu") == "cpu" else "the GPU's bf16 support")
-    return [f"| CPU flags (`dualat.precision.cpu_flags`: torch's CPU probe, else /proc/cpuinfo) | {flags} |",
+    rows = [f"| CPU flags (`dualat.precision.cpu_flags`: torch's CPU probe, else /proc/cpuinfo) | {flags} |",
             f"| what `amp: auto` picks here (`dualat.precision.resolve`) | {auto or 'not recorded'} ({why}) |"]
+    if mach.get("device", "cpu") == "cpu" and "onednn_bf16" in mach:
+        rows.append("| what `amp: true` gives here | " + ("bfloat16 (oneDNN reports bf16 kernels)" if mach["onednn_bf16"]
+                    else "float32, with a warning (oneDNN reports no bf16 kernels)") + " |")
+    return rows
 
 
 def bf16_section(r: dict) -> list[str]:
@@ -39,7 +43,9 @@ def bf16_section(r: dict) -> list[str]:
         word = f"{ratio:.2f} ({1 / ratio:.2f}x faster)" if ratio < 1 else f"{ratio:.2f} ({ratio:.1f}x slower)"
         lines.append(f"| {key} | {t['lib_step']['best']:.3f} s (best of {len(t['lib_step']['all'])}) | "
                      f"{v['s_per_it']:.3f} s (best of {len(t['lib_amp_step']['all'])}) | {word} | {how} |")
-    return lines + [""]
+    return lines + ["", "What stays float32 under autocast (energies, losses, the PGD step's normalisation and "
+                    "projection, the EMA, the metrics), and why: the docstring of `dualat.precision`; "
+                    "tests/test_precision.py checks each.", ""]
 
 
 def ttq_section(t: dict | None) -> list[str]:

@@ -80,6 +80,7 @@ def _result(tmp_path, k5, k1, native: bool) -> dict:
     r = json.loads(BASE.read_text())
     r["machine"]["cpu_flags"] = {"avx2": True, "avx512_bf16": native, "amx_bf16": native}
     r["machine"]["amp_auto"] = "bfloat16" if native else "float32"
+    r["machine"]["onednn_bf16"] = native
     for m in r["models"].values():
         m["amp_variant"]["native_bf16"] = native
         m["amp_variant"]["rounds"] = len(m["times"]["lib_amp_step"]["all"])
@@ -95,6 +96,7 @@ def test_the_page_holds_date_flags_bf16_ttq_k_table_and_other_machines(runs):
     assert "| date | 2026-11-29T05:17:29 |" in md
     assert "avx2 yes, avx512_bf16 no, amx_bf16 no" in md
     assert "what `amp: auto` picks here (`dualat.precision.resolve`) | float32" in md
+    assert "| what `amp: true` gives here | float32, with a warning" in md
     bf16 = md.split("## bf16 against float32 (this run)")[1].split("##")[0]
     assert re.search(r"\| small_cnn \| .* \| emulated \|", bf16) and "| native |" not in bf16
     assert "bf16 autocast, emulated" in md
