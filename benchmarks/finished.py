@@ -26,7 +26,8 @@ from dualat.checkpoint import file_hash
 from dualat.config import load_config
 from dualat.training.steps import attack_steps
 
-from .time_to_quality import collect as ttq_collect, read_records, stage1_source, timeline
+from .time_to_quality import collect as ttq_collect
+from .time_to_quality import read_records, stage1_source, timeline
 
 CHECKPOINT = "ema"  # the weights `dualat eval` measures by default: the run's final model
 
