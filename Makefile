@@ -3,7 +3,9 @@
 #   there; threads, load averages, wall time). Never edit the page by hand: rerun this.
 #   On CPU it also times the library DAT step under bf16 autocast beside float32; where the CPU
 #   lacks native bf16 (avx512_bf16 / amx_bf16) that is emulated, about 8x slower, and timed in
-#   fewer rounds; BENCH_ARGS=--no-amp-variant skips it, BENCH_ARGS="--bf16-rounds N" sets them.
+#   fewer rounds (on the 2-core AMD EPYC the ResNet's emulated bf16 step alone takes minutes);
+#   BENCH_ARGS=--no-amp-variant skips it, "--bf16-models small_cnn" keeps it to the small CNN,
+#   "--bf16-rounds N" sets the rounds.
 #   TTQ_RUNS="runs/a runs/b" (finished runs; their logs are read, nothing is trained): the
 #     time-to-quality section, with TTQ_ARGS passed to benchmarks.time_to_quality (e.g. "--fd 4.1");
 #     docs/time_to_quality.md / .json are rewritten from the same runs (make bench-ttq).
@@ -15,7 +17,8 @@
 #     images, AutoAttack L2 on the first 1,000, FD / precision / recall of 2,000 samples).
 #   Other machines: one row per docs/performance-*.json (harness results kept from other days or
 #     machines, or {"kind": "whole_runs"} files), linked from the page.
-# make bench-quick: a smoke run of the same harness (seconds; writes under /tmp, not docs/).
+# make bench-quick: a smoke run of the same harness (a minute or a few on 2 shared cores; the bf16
+#   step for the small CNN only; writes under /tmp, not docs/).
 # make bench-ttq TTQ_RUNS="...": only the time-to-quality table (docs/time_to_quality.md / .json).
 PYTHON ?= .venv/bin/python
 BENCH_ARGS ?=
@@ -32,7 +35,8 @@ bench:
 	@if [ -n "$(TTQ_RUNS)" ]; then $(MAKE) --no-print-directory bench-ttq; fi
 
 bench-quick:
-	PYTHONPATH=src $(PYTHON) -m benchmarks.run --quick --json /tmp/dualat-bench.json --md /tmp/dualat-bench.md
+	PYTHONPATH=src $(PYTHON) -m benchmarks.run --quick --bf16-models small_cnn --json /tmp/dualat-bench.json \
+		--md /tmp/dualat-bench.md
 
 bench-ttq:
 	@if [ -z "$(TTQ_RUNS)" ]; then echo 'give the run directories: make bench-ttq TTQ_RUNS="runs/a runs/b"'; exit 2; fi

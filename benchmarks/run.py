@@ -66,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bf16-rounds", type=int, default=None,
                    help="timed rounds of the bf16 jobs (default: the model's rounds with native bf16, half of "
                    "them, at least 1, where bf16 is emulated)")
+    p.add_argument("--bf16-models", default=None, help="comma-separated: time the bf16 step for these models only "
+                   "(default: all of --models); the others' bf16 row says it was not measured")
     p.add_argument("--bf16-anyway", action="store_true", help="no effect: the bf16 step is now timed on every CPU")
     p.add_argument("--ttq-runs", default="", help="finished run directories, space-separated: the time-to-quality "
                    "section (benchmarks.time_to_quality; reads their logs, trains nothing)")
@@ -82,7 +84,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--md", default=str(ROOT / "docs" / "performance.md"))
     a = p.parse_args(argv)
     a.models = [m.strip() for m in a.models.split(",") if m.strip()]
-    unknown = [m for m in a.models if m not in SPECS]
+    a.bf16_models = a.models if a.bf16_models is None else [m.strip() for m in a.bf16_models.split(",") if m.strip()]
+    unknown = [m for m in a.models + a.bf16_models if m not in SPECS]
     if unknown:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
     cuda = a.device.startswith("cuda")
@@ -126,7 +129,8 @@ def machine(device: torch.device, threads: int) -> dict:
 
 def measure_model(key: str, a, device: torch.device) -> dict:
     shared = dict(batch_size=a.batch_size, max_attack_steps=2 if a.quick else None, max_batch=max(a.batch_sweep))
-    wl = Workload(key, device, amp=a.amp, compile=a.compile, amp_variant=a.amp_variant, **shared)
+    wl = Workload(key, device, amp=a.amp, compile=a.compile, amp_variant=a.amp_variant and key in a.bf16_models,
+                  **shared)
     plain = PlainProcess(key, device, torch.get_num_threads(), **shared)
     try:
         return _measure(key, a, device, wl, plain)

@@ -43,6 +43,9 @@ def bf16_section(r: dict) -> list[str]:
         word = f"{ratio:.2f} ({1 / ratio:.2f}x faster)" if ratio < 1 else f"{ratio:.2f} ({ratio:.1f}x slower)"
         lines.append(f"| {key} | {t['lib_step']['best']:.3f} s (best of {len(t['lib_step']['all'])}) | "
                      f"{v['s_per_it']:.3f} s (best of {len(t['lib_amp_step']['all'])}) | {word} | {how} |")
+    for key in (k for k, m in r["models"].items() if not m.get("amp_variant") and not m["amp"]):
+        lines.append(f"| {key} | {r['models'][key]['times']['lib_step']['best']:.3f} s | not measured in this run "
+                     "(`--bf16-models`) | | |")
     return lines + ["", "What stays float32 under autocast (energies, losses, the PGD step's normalisation and "
                     "projection, the EMA, the metrics), and why: the docstring of `dualat.precision`; "
                     "tests/test_precision.py checks each.", ""]

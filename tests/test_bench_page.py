@@ -130,8 +130,10 @@ def test_native_bf16_and_the_sections_absent(runs):
     assert "| native |" in bf16 and "emulated |" not in bf16 and "x faster" in bf16
     assert "Not part of this run: `make bench TTQ_RUNS=" in md and "threat.fast=true --out runs/k1" in md
     r2 = copy.deepcopy(r)
-    for m in r2["models"].values():
-        del m["amp_variant"]
+    del r2["models"]["preact_resnet18"]["amp_variant"]  # --bf16-models small_cnn
+    assert re.search(r"\| preact_resnet18 \| [0-9.]+ s \| not measured in this run \(`--bf16-models`\)",
+                     report.markdown(r2, Path("x.json")))
+    del r2["models"]["small_cnn"]["amp_variant"]
     assert "not measured in this run (`--no-amp-variant`)" in report.markdown(r2, Path("x.json"))
 
 
@@ -139,9 +141,12 @@ def test_inputs_are_checked_before_any_timing(tmp_path):
     with pytest.raises(SystemExit, match="not a finished"):
         finished.k_table(f"5={tmp_path}")
     a = run.parse_args(["--k-runs", "5=runs/a 1=runs/b", "--ttq-runs", "runs/a", "--ttq-args=--fd 4.1",
-                        "--bf16-rounds", "1"])
+                        "--bf16-rounds", "1", "--bf16-models", "small_cnn"])
     assert (a.k_runs, a.ttq_runs, a.ttq_args, a.bf16_rounds, a.amp_variant) == ("5=runs/a 1=runs/b", "runs/a",
                                                                                   "--fd 4.1", 1, True)
+    assert a.bf16_models == ["small_cnn"] and run.parse_args([]).bf16_models == a.models
+    with pytest.raises(SystemExit):
+        run.parse_args(["--bf16-models", "resnet"])
     assert finished.time_to_quality("") is None and finished.k_table(" ") is None
 
 
