@@ -1,14 +1,17 @@
-"""docs/performance.md from the harness's JSON: every number on the page comes from that run."""
+"""docs/performance.md from the harness's JSON: every number on the page comes from that run (or
+from the finished runs and kept files it read: tables.py); nothing is edited by hand afterwards."""
 from __future__ import annotations
 
 from pathlib import Path
+
+from . import tables
 
 HEAD = """# Performance: what one DAT iteration costs, against the machine's limit
 
 One DAT iteration costs about T + K input-gradient passes of a batch (the contrastive and the
 adversarial PGD) plus the training passes over the real, contrastive and adversarial batches.
-This page is written entirely by `{command}` (`make bench` runs the same harness);
-the raw numbers are in [{json_name}]({json_name}).
+This page is written entirely by `{command}` (what `make bench` ran; the Makefile's header
+says how) and not edited afterwards; the raw numbers are in [{json_name}]({json_name}).
 """
 
 HOW = """## How to read it
@@ -158,14 +161,15 @@ def _amp_lines(m: dict) -> list[str]:
     if not v:
         return []
     how = ("bf16 autocast on this CPU's native bf16" if v.get("native_bf16", True) else
-           "bf16 autocast forced with `--bf16-anyway`: this CPU has no native bf16, so it is emulated")
-    return ["", f"The same library step with `amp=true` ({how}), timed in the "
-            f"same rounds: **{v['s_per_it']:.3f} s** per iteration ({v['images_per_s']:.0f} images/s), "
+           "bf16 autocast, emulated: this CPU has no native bf16")
+    rounds = f", best of {v['rounds']}" if "rounds" in v else ""
+    return ["", f"The same library step under bf16 autocast ({how}), timed in the "
+            f"same rounds{rounds}: **{v['s_per_it']:.3f} s** per iteration ({v['images_per_s']:.0f} images/s), "
             f"x{v['speedup_over_lib']:.2f} over the float32 library step and x{v['speedup_over_ref']:.2f} over the "
             f"straightforward one; its own bf16 pass bound ({_ms(v['input_grad_pass_s'])} input-gradient, "
             f"{_ms(v['train_pass_s'])} training pass) is {_f(v['pass_bound_s'])} s, a fraction of "
             f"{v['fraction_of_bound']:.2f}; {v['gflops']:.1f} GFLOP/s against a bf16 matmul's "
-            f"{v['matmul_bf16_gflops']:.3g}. Off by default: the training recipe's results were measured in float32.", ""]
+            f"{v['matmul_bf16_gflops']:.3g}.", ""]
 
 
 def _goals(r: dict) -> list[str]:
@@ -184,7 +188,7 @@ def markdown(r: dict, json_path: Path) -> str:
     la1 = " / ".join(f"{x:.2f}" for x in r["load_average_end"])
     out = [HEAD.format(command=r["command"], json_name=json_path.name), "| | |", "|---|---|",
            f"| date | {r['date']} |", f"| code | commit {mach.get('commit', 'unknown')} |",
-           f"| machine | {mach['cpu']}, {mach['logical_cpus']} logical CPUs |",
+           f"| machine | {mach['cpu']}, {mach['logical_cpus']} logical CPUs |", *tables.machine_rows(mach),
            f"| device, threads | {mach['device']}{', ' + mach['gpu'] if 'gpu' in mach else ''}, "
            f"{mach['threads']} torch threads |",
            f"| software | torch {mach['torch']}, Python {mach['python']} |",
@@ -201,8 +205,10 @@ def markdown(r: dict, json_path: Path) -> str:
                 "torch.compile on (`--no-amp`, `--no-compile` switch them off), synchronising the device around "
                 "every timed call and reporting `torch.cuda.max_memory_allocated`; it has not been run for this page.",
                 ""]
-    out += _goals(r) + [HOW]
+    out += _goals(r) + tables.bf16_section(r) + [HOW]
     for key, m in r["models"].items():
         out += _model(key, m)
     out.append(ALLOCATOR)
-    return "\n".join(out)
+    out += (tables.ttq_section(r.get("time_to_quality")) + tables.k_section(r.get("k_runs"))
+            + tables.others_section(r.get("other_machines") or []))
+    return "\n".join(out).rstrip("\n") + "\n"

@@ -9,8 +9,12 @@ For each model, in ONE process (docs/performance.md explains every number):
   (d) sampling: a 30-step generation of B images, against 30 input-gradient passes;
   (e) peak memory of one step (a fresh process per variant, see memory.py);
   (f) seconds per iteration for T = 0, 10, 20, 40 with a straight-line fit;
-  (g) input-gradient pass throughput against batch size, under both allocator settings.
-Writes docs/performance.json and docs/performance.md (report.py).
+  (g) input-gradient pass throughput against batch size, under both allocator settings;
+and on CPU the library step under bf16 autocast beside the float32 one (emulated, and timed in
+fewer rounds, where the CPU lacks native bf16). From finished runs (read, not trained): the
+time-to-quality table (--ttq-runs) and the K table (--k-runs, finished.py); and one row per
+docs/performance-*.json kept from other machines (others.py).
+Writes docs/performance.json and the whole of docs/performance.md (report.py, tables.py).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +31,9 @@ from pathlib import Path
 import torch
 
 from dualat import speed
+from dualat.precision import cpu_flags, onednn_bf16, resolve
 
-from . import memory, report
+from . import finished, memory, others, report
 from .timing import interleaved, linear_fit, matmul_job, summary
 from .plain import PlainProcess
 from .workload import FORMATS, SPECS, Workload
@@ -55,9 +61,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the library's model (default: on for cuda)")
     p.add_argument("--amp-variant", action=argparse.BooleanOptionalAction, default=True,
-                   help="on a CPU with native bf16 and without --amp, also time the library step with amp=true")
-    p.add_argument("--bf16-anyway", action="store_true",
-                   help="time the bf16 variant also on a CPU without native bf16 (emulated there: what it costs)")
+                   help="on CPU without --amp, also time the library step under bf16 autocast (on any CPU: "
+                   "emulated, about 8x slower, where the CPU lacks native bf16); --no-amp-variant skips it")
+    p.add_argument("--bf16-rounds", type=int, default=None,
+                   help="timed rounds of the bf16 jobs (default: the model's rounds with native bf16, half of "
+                   "them, at least 1, where bf16 is emulated)")
+    p.add_argument("--bf16-models", default=None, help="comma-separated: time the bf16 step for these models only "
+                   "(default: all of --models); the others' bf16 row says it was not measured")
+    p.add_argument("--bf16-anyway", action="store_true", help="no effect: the bf16 step is now timed on every CPU")
+    p.add_argument("--ttq-runs", default="", help="finished run directories, space-separated: the time-to-quality "
+                   "section (benchmarks.time_to_quality; reads their logs, trains nothing)")
+    p.add_argument("--ttq-args", default="", help="options for benchmarks.time_to_quality, e.g. '--fd 4.1'")
+    p.add_argument("--k-runs", default="", help="'K=RUN ...', e.g. '5=runs/g06 3=runs/k3 1=runs/k1': the K table "
+                   "from those finished runs and their `dualat eval` metrics.json (benchmarks.finished)")
+    p.add_argument("--other-machines", default=str(ROOT / "docs"),
+                   help="folder of the performance-*.json files summarised as other machines (default docs/)")
     p.add_argument("--profile", action="store_true",
                    help="also profile one library step (torch.profiler, operators by self CPU time)")
     p.add_argument("--quick", action="store_true", help="a smoke run: tiny batches and step counts, one round")
@@ -66,7 +84,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--md", default=str(ROOT / "docs" / "performance.md"))
     a = p.parse_args(argv)
     a.models = [m.strip() for m in a.models.split(",") if m.strip()]
-    unknown = [m for m in a.models if m not in SPECS]
+    a.bf16_models = a.models if a.bf16_models is None else [m.strip() for m in a.bf16_models.split(",") if m.strip()]
+    unknown = [m for m in a.models + a.bf16_models if m not in SPECS]
     if unknown:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
     cuda = a.device.startswith("cuda")
@@ -74,6 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.compile = cuda if a.compile is None else a.compile
     a.t_sweep = [int(t) for t in a.t_sweep.split(",")]
     a.batch_sweep = [int(b) for b in a.batch_sweep.split(",")]
+    if a.bf16_rounds is not None and a.bf16_rounds < 1:
+        p.error("--bf16-rounds must be at least 1 (--no-amp-variant skips the bf16 step)")
     if a.quick:
         a.batch_size, a.T, a.sample_steps = a.batch_size or 8, min(a.T, 2), min(a.sample_steps, 2)
         a.t_sweep, a.batch_sweep, a.rounds = [0, 1, 2], [4, 8], a.rounds or 1
@@ -89,8 +110,11 @@ def machine(device: torch.device, threads: int) -> dict:
                 break
     except OSError:
         pass
+    flags = cpu_flags()  # the one detection, dualat.precision's (torch's CPU probe, else /proc/cpuinfo)
     info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-            "python": platform.python_version(), "device": str(device)}
+            "python": platform.python_version(), "device": str(device),
+            "cpu_flags": {f: f in flags for f in others.FLAGS}, "amp_auto": resolve("auto", device),
+            "onednn_bf16": onednn_bf16()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     try:
@@ -105,8 +129,8 @@ def machine(device: torch.device, threads: int) -> dict:
 
 def measure_model(key: str, a, device: torch.device) -> dict:
     shared = dict(batch_size=a.batch_size, max_attack_steps=2 if a.quick else None, max_batch=max(a.batch_sweep))
-    wl = Workload(key, device, amp=a.amp, compile=a.compile, amp_variant=a.amp_variant,
-                  amp_anyway=a.bf16_anyway, **shared)
+    wl = Workload(key, device, amp=a.amp, compile=a.compile, amp_variant=a.amp_variant and key in a.bf16_models,
+                  **shared)
     plain = PlainProcess(key, device, torch.get_num_threads(), **shared)
     try:
         return _measure(key, a, device, wl, plain)
@@ -137,17 +161,21 @@ def _measure(key: str, a, device: torch.device, wl: Workload, plain: PlainProces
     threads, other = torch.get_num_threads(), 1 if torch.get_num_threads() > 1 else os.cpu_count() or 1
     if other != threads:
         jobs["input_grad/other_threads"] = with_threads(other, wl.input_grad_pass(lib_fmt, B))
+    limit = {}
     if wl.amp_variant:
         jobs["lib_amp_step"] = wl.lib_step(T, amp=True)
         jobs["input_grad/amp"] = wl.input_grad_pass("amp", B)
         jobs["train/amp"] = wl.train_pass("amp", B)
         # emulated bf16 (no native instructions) multiplies about 30x slower: a smaller matrix there
-        mm_bf16_job, mm_bf16_flops = matmul_job(device, torch.bfloat16, n=2048 if wl.amp_native else 1024)
+        mm_bf16_job, mm_bf16_flops = matmul_job(device, torch.bfloat16,
+                                                n=2048 if wl.amp_native else 256 if a.quick else 1024)
         jobs["matmul_bf16"] = mm_bf16_job
+        bf16_rounds = a.bf16_rounds or (rounds if wl.amp_native else max(1, rounds // 2))
+        limit = {k: min(rounds, bf16_rounds) for k in ("lib_amp_step", "input_grad/amp", "train/amp", "matmul_bf16")}
     for name, fn in jobs.items():
-        if name not in ("lib_step", "ref_step"):
+        if not name.endswith("_step"):  # the steps (float32 and bf16 alike) get the warm-up rounds only
             fn()  # warm-up of every single pass (oneDNN builds its kernels on first use)
-    times = {k: summary(v) for k, v in interleaved(jobs, rounds, device, warm).items()}
+    times = {k: summary(v) for k, v in interleaved(jobs, rounds, device, warm, limit).items()}
     out["times"] = times
     flops = wl.pass_flops()
     out["flops"] = flops
@@ -185,7 +213,7 @@ def _measure(key: str, a, device: torch.device, wl: Workload, plain: PlainProces
                               "speedup_over_lib": lib_t / amp_t, "input_grad_pass_s": ig_a, "train_pass_s": tr_a,
                               "pass_bound_s": bound_a, "fraction_of_bound": bound_a / amp_t,
                               "gflops": step_flops / amp_t / 1e9, "matmul_bf16_gflops": mm_bf16,
-                              "native_bf16": wl.amp_native}
+                              "native_bf16": wl.amp_native, "rounds": len(times["lib_amp_step"]["all"])}
         print(f"[{key}] library with amp=true (CPU bf16) {amp_t:.3f} s/it, x{ref_t / amp_t:.2f} over reference",
               flush=True)
     print(f"[{key}] library {lib_t:.3f} s/it, reference {ref_t:.3f} s/it, x{ref_t / lib_t:.2f}; "
@@ -269,11 +297,14 @@ def main(argv=None) -> dict:
         torch.set_num_threads(a.threads)
     threads = torch.get_num_threads()
     tuned = speed.keep_large_buffers() if device.type == "cpu" else False
-    argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+    argv_text = shlex.join(sys.argv[1:] if argv is None else argv)
     start = datetime.datetime.now()
     result = {"command": f"python -m benchmarks.run {argv_text}".strip(), "date": start.isoformat(timespec="seconds"),
               "note": a.note, "machine": {**machine(device, threads), "allocator_tuning": tuned}, "load_average_start": os.getloadavg(),
-              "quick": a.quick, "models": {}}
+              "quick": a.quick, "models": {},
+              # read before the timings, so that a mistyped run directory fails at once
+              "time_to_quality": finished.time_to_quality(a.ttq_runs, a.ttq_args), "k_runs": finished.k_table(a.k_runs),
+              "other_machines": others.rows(Path(a.other_machines), Path(a.md))}
     for key in a.models:
         result["models"][key] = measure_model(key, a, device)
     result["load_average_end"] = os.getloadavg()

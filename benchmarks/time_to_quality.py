@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> list[dict]:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.time_to_quality", description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", help="run directories written by `dualat train`")
     p.add_argument("--fd", type=float, default=DEFAULT_FD, help=f"FD threshold (default {DEFAULT_FD})")
@@ -146,7 +147,21 @@ def main(argv=None) -> list[dict]:
                    help=f"how far below its own stage 1 a run may be (default {DEFAULT_DROP}, 1.5 points)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--md", default=None, help="write the markdown table here")
-    a = p.parse_args(argv)
+    return p
+
+
+def collect(runs: str, options: str = "") -> dict | None:
+    """For `make bench TTQ_RUNS=... TTQ_ARGS=...` (benchmarks.run): the command and its results."""
+    if not runs.strip():
+        return None
+    argv = runs.split() + shlex.split(options)
+    a = parser().parse_args(argv)
+    return {"command": "python -m benchmarks.time_to_quality " + " ".join(argv),
+            "results": [time_to_quality(r, a.fd, a.robust, a.robust_drop) for r in a.runs]}
+
+
+def main(argv=None) -> list[dict]:
+    a = parser().parse_args(argv)
     results = [time_to_quality(r, a.fd, a.robust, a.robust_drop) for r in a.runs]
     table = markdown(results)
     print(table, end="")

@@ -22,19 +22,24 @@ def clock(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(jobs: dict, rounds: int, device: torch.device, warmup: int = 1) -> dict:
+def interleaved(jobs: dict, rounds: int, device: torch.device, warmup: int = 1, limit: dict | None = None) -> dict:
     """Run every job once per round, in turn (A B C A B C ...), so machine noise hits all alike.
 
     jobs: name -> fn(); a fn with `remote = True` (plain.py) times itself in its own process and
-    returns its seconds. Returns name -> list of seconds (warm-up calls not included).
+    returns its seconds. limit: name -> at most this many timed rounds (and warm-ups) for a slow
+    job, which then runs in the first rounds only. Returns name -> list of seconds (warm-up calls
+    not included).
     """
-    for _ in range(warmup):
-        for fn in jobs.values():
-            fn()
-    times = {name: [] for name in jobs}
-    for _ in range(rounds):
+    limit = limit or {}
+    for w in range(warmup):
         for name, fn in jobs.items():
-            times[name].append(fn() if getattr(fn, "remote", False) else clock(fn, device))
+            if w < limit.get(name, warmup):
+                fn()
+    times = {name: [] for name in jobs}
+    for r in range(rounds):
+        for name, fn in jobs.items():
+            if r < limit.get(name, rounds):
+                times[name].append(fn() if getattr(fn, "remote", False) else clock(fn, device))
     return times
 
 

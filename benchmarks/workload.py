@@ -22,7 +22,7 @@ from dualat.models import create_model, forward_flops, freeze_batchnorm
 from dualat.pgd import eval_mode, input_grad_only
 from dualat.samplers import generate
 from dualat.optim import make_optimizer
-from dualat.precision import onednn_bf16, precision
+from dualat.precision import cpu_native_bf16, precision
 from dualat.training.common import maybe
 from dualat.training.reference import reference_dat_step
 from dualat.training.steps import StepRig, attack_steps, dat_step
@@ -33,7 +33,8 @@ FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 
 def BF16_CPU():
-    """What `amp=true` gives on a CPU with native bf16 (dualat.precision)."""
+    """bf16 autocast on the CPU, as `amp=true` or `amp: auto` gives it where the CPU has native bf16
+    (dualat.precision); the harness times it on any CPU (emulated where the instructions are missing)."""
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
@@ -57,7 +58,7 @@ class Workload:
 
     def __init__(self, key: str, device: torch.device, batch_size: int | None = None, amp: bool = False,
                  compile: bool = False, channels_last: bool | None = None, max_attack_steps: int | None = None,
-                 max_batch: int = 0, amp_variant: bool = False, amp_anyway: bool = False):
+                 max_batch: int = 0, amp_variant: bool = False):
         spec = SPECS[key]
         overrides = [f"model.name={spec.model}"] if spec.model else []
         if batch_size:
@@ -84,10 +85,10 @@ class Workload:
         self.pass_models = {name: copy.deepcopy(base).to(memory_format=fmt) for name, fmt in FORMATS.items()}
         if self.compiled:
             speed.compile_model(self.pass_models[self.lib_format_name], device)
-        # amp_variant: also the library step with amp=true (bf16 autocast), on a CPU with native bf16
-        # (amp_anyway: on any CPU, where bf16 may be emulated, to measure what it costs there)
-        self.amp_native = device.type == "cpu" and onednn_bf16()
-        self.amp_variant = amp_variant and not amp and device.type == "cpu" and (self.amp_native or amp_anyway)
+        # amp_variant: also the library step under bf16 autocast, on any CPU; amp_native: whether the
+        # CPU has the bf16 instructions `amp: auto` asks for (dualat.precision), else bf16 is emulated
+        self.amp_native = device.type == "cpu" and cpu_native_bf16()
+        self.amp_variant = amp_variant and not amp and device.type == "cpu"
         if self.amp_variant:
             self.lib_amp = copy.deepcopy(self.lib)
             self.pass_models["amp"] = copy.deepcopy(self.pass_models[self.lib_format_name])

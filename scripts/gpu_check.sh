@@ -9,7 +9,7 @@
 # Usage: scripts/gpu_check.sh [--device cuda|cuda:N|cpu] [--quick] [--out DIR]
 #   --quick: the same plumbing in a minute or so on a CPU (tests/test_gpu_check.py): the harness's
 #   --quick mode for the small CNN only, and 2 + 2 preset iterations with a WRN-10-1 for the WRN-34-10;
-#   on CPU amp and compile are off (bf16 is emulated on most CPUs; inductor needs minutes to compile).
+#   on CPU amp, compile and the bf16 step are off (bf16 is emulated on most CPUs; inductor needs minutes).
 # PYTHON=... picks the interpreter (default .venv/bin/python when present, else python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,15 +31,15 @@ mkdir -p "$OUT"
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 export DUALAT_CACHE="${DUALAT_CACHE:-$OUT/cache}"
 case "$DEVICE" in
-  cuda*) ACCEL=(--amp --compile); BENCH_LIMIT=270; PRESET_LIMIT=180 ;;
-  cpu) ACCEL=(--no-amp --no-compile); BENCH_LIMIT=270; PRESET_LIMIT=180 ;;
+  cuda*) ACCEL=(--amp --compile); BENCH_EXTRA=(); BENCH_LIMIT=270; PRESET_LIMIT=180 ;;
+  cpu) ACCEL=(--no-amp --no-compile); BENCH_EXTRA=(--no-amp-variant); BENCH_LIMIT=270; PRESET_LIMIT=180 ;;
   *) echo "gpu_check.sh: --device must be cuda, cuda:N or cpu, got $DEVICE" >&2; exit 2 ;;
 esac
 echo "gpu_check: device $DEVICE ${QUICK:+(quick) }-> $OUT"
 status=0
 MODELS=small_cnn,preact_resnet18
 [ -n "$QUICK" ] && MODELS=small_cnn  # the quick path checks the plumbing, not the ResNet's speed
-BENCH=(-m benchmarks.run --device "$DEVICE" --models "$MODELS" "${ACCEL[@]}"
+BENCH=(-m benchmarks.run --device "$DEVICE" --models "$MODELS" "${ACCEL[@]}" "${BENCH_EXTRA[@]}"
        --json "$OUT/bench.json" --md "$OUT/bench.md" --note "scripts/gpu_check.sh")
 [ -n "$QUICK" ] && BENCH+=(--quick) || BENCH+=(--rounds 3)
 timeout "$BENCH_LIMIT" "$PYTHON" "${BENCH[@]}" > "$OUT/bench.log" 2>&1 \
