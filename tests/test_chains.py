@@ -1,8 +1,16 @@
-"""Persistent contrastive chains (training/chains.py): the buffer's draws, restarts and ages."""
+"""Persistent contrastive chains (stage2.contrastive=persistent, training/chains.py): the buffer's
+draws, restarts and ages; its place in last.pt; resume bit for bit; the config's checks."""
+import json
+
 import pytest
 import torch
 
+from conftest import TINY_DIGITS
+from dualat.checkpoint import safe_load
+from dualat.config import load_config
+from dualat.distributed import check_config
 from dualat.errors import DualatError
+from dualat.training import train
 from dualat.training.chains import ChainStarts, ContrastiveChains
 
 K, SHAPE = 3, (1, 2, 2)
@@ -81,3 +89,85 @@ def test_state_round_trip_and_mismatches_are_refused():
         chains(size=60).load_state_dict(c.state_dict())
     with pytest.raises(DualatError, match="must give each of the 3 classes a chain"):
         chains(size=2)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("stage2.contrastive=lasting", "stage2.contrastive='lasting' is not one of fresh, persistent"),
+    ("stage2.buffer_size=0", "stage2.buffer_size must hold at least one batch"),
+    ("stage2.buffer_size=-5", "stage2.buffer_size must hold at least one batch"),
+    ("stage2.reinit_prob=1.5", "stage2.reinit_prob must be in [0, 1]"),
+    ("stage2.reinit_prob=-0.1", "stage2.reinit_prob must be in [0, 1]"),
+    ("stage2.max_age=0", "stage2.max_age must be at least 1"),
+    ("stage2.max_age=-3", "stage2.max_age must be at least 1"),
+])
+def test_bad_values_are_refused_with_one_line_naming_the_key(override, needle):
+    with pytest.raises(DualatError) as err:
+        load_config("digits", ["stage2.contrastive=persistent", override])
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_command_line_says_a_bad_value_in_one_line(capsys):
+    from dualat.cli import main
+    assert main(["train", "digits", "stage2.contrastive=persistent", "stage2.max_age=0", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dualat: error: config key stage2.max_age must be at least 1 (PGD steps since a chain's seed), got 0"]
+
+
+def test_the_default_is_fresh_and_torchrun_refuses_persistent_chains():
+    cfg = load_config("fashion_mnist")
+    assert (cfg.stage2.contrastive, cfg.stage2.buffer_size, cfg.stage2.reinit_prob) == ("fresh", 10000, 0.05)
+    check_config(cfg, 2)
+    with pytest.raises(DualatError, match="stage2.contrastive=persistent keeps its chains in one process"):
+        check_config(load_config("fashion_mnist", ["stage2.contrastive=persistent"]), 2)
+
+
+# stage 1 is only a starting point here; stage 2's 16 iterations see T rise from 2, ages pass max_age
+PERSISTENT = TINY_DIGITS + ["stage1.iterations=5", "stage2.iterations=16", "stage2.contrastive=persistent",
+                            "stage2.buffer_size=200", "stage2.max_age=5", "stage2.reinit_prob=0.1",
+                            "eval.step_sweep=false", "eval.every=100", "eval.n_test=50", "eval.n_samples=20"]
+
+
+@pytest.fixture(scope="module")
+def persistent_run(tmp_path_factory):
+    return train("digits", PERSISTENT, out=tmp_path_factory.mktemp("runs") / "persistent", show_progress=False)
+
+
+def test_the_chains_are_in_last_pt_and_the_log_counts_passes_and_ages(persistent_run):
+    last = safe_load(persistent_run / "last.pt")
+    ch = last["chains"]
+    assert ch["images"].shape == (200, 1, 8, 8) and ch["images"].dtype == torch.float32
+    assert torch.equal(ch["labels"], torch.arange(200) % 10) and ch["ages"].dtype == torch.int64
+    assert 0 < int(ch["ages"].max()) <= 5 + last["curriculum"]["T"] and ch["draws"] == 16 * 64
+    assert 0 < ch["restarts"] < ch["draws"]
+    assert set(last["generators"]) == {"seeds", "pgd", "chains"}
+    records = [json.loads(line) for line in (persistent_run / "metrics.jsonl").read_text().splitlines()]
+    stage2 = [r for r in records if r.get("stage") == 2 and "bce" in r]
+    assert stage2 and all({"buffer_age", "contrastive_age", "restarted", "contrastive_passes", "batch_passes"}
+                          <= r.keys() for r in stage2)
+    assert all(r["contrastive_passes"] == r["T"] and r["batch_passes"] == pytest.approx(r["T"] + 5 + 3) for r in stage2)
+    summary = json.loads((persistent_run / "summary.json").read_text())["stage2"]
+    assert summary["buffer_age"] >= 0 and 0 < summary["chain_restart_rate"] < 1
+
+
+def test_resume_halfway_gives_the_same_weights_and_chains_bit_for_bit(persistent_run, tmp_path):
+    half = train("digits", PERSISTENT + ["stage2.iterations=8"], out=tmp_path / "half", show_progress=False)
+    train(None, ["stage2.iterations=16"], resume=half, show_progress=False)
+    a, b = safe_load(persistent_run / "last.pt"), safe_load(half / "last.pt")
+    assert a["iteration"] == b["iteration"] == 16 and a["curriculum"] == b["curriculum"]
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for k, v in a["ema"]["model"].items():
+        assert torch.equal(v, b["ema"]["model"][k]), k
+    for k in ("images", "labels", "ages"):
+        assert torch.equal(a["chains"][k], b["chains"][k]), k
+    assert (a["chains"]["restarts"], a["chains"]["draws"]) == (b["chains"]["restarts"], b["chains"]["draws"])
+    for k in a["generators"]:
+        assert torch.equal(a["generators"][k], b["generators"][k]), k
+
+
+def test_fresh_chains_keep_no_buffer_in_last_pt(tmp_path):
+    run = train("digits", TINY_DIGITS + ["stage1.iterations=2", "stage2.iterations=2", "eval.step_sweep=false",
+                                         "eval.every=100", "eval.n_test=50", "eval.n_samples=20"],
+                out=tmp_path / "fresh", show_progress=False)
+    last = safe_load(run / "last.pt")
+    assert "chains" not in last and set(last["generators"]) == {"seeds", "pgd"}
