@@ -59,7 +59,7 @@ class ContrastiveChains(ReplayBuffer):
                  seed_generator: torch.Generator):
         if size < starts.num_classes:
             raise DualatError(f"config key stage2.buffer_size={size} must give each of the {starts.num_classes} "
-                              f"classes a chain; use stage2.buffer_size={max(starts.num_classes, 10000)} or more")
+                              f"classes a chain; use stage2.buffer_size={starts.num_classes} or more")
         super().__init__(size, starts, reinit_prob, seed_generator)
         self.labels = starts.labels(size)
         self.ages = torch.zeros(size, dtype=torch.int64)
