@@ -94,6 +94,13 @@ class Stage2Config:
     freeze_bn: bool = True
     ema_decay: float = 0.999          # warm-up min(decay, (1+n)/(10+n))
     loss_bound: float = 1e4           # a loss beyond this counts as divergence
+    # where the contrastive samples come from: fresh (new seeds each iteration, descended T steps:
+    # the paper's) | persistent (a buffer of chains, each continued by T steps when drawn:
+    # training/chains.py); the three keys below apply to persistent
+    contrastive: str = "fresh"
+    buffer_size: int = 10000          # chains kept, each with its class label and age
+    reinit_prob: float = 0.05         # chance that a drawn chain restarts from a fresh seed
+    max_age: int = 100                # PGD steps since its seed; a chain that would pass it restarts
 
 
 @dataclass

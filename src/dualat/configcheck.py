@@ -80,6 +80,15 @@ def _validate_jem(j) -> None:
     check(j.eval_sgld_steps is None or j.eval_sgld_steps >= 1, "jem.eval_sgld_steps", "must be >= 1 or null")
 
 
+def _validate_chains(s2) -> None:
+    """stage2's persistent contrastive chains (checked whichever stage2.contrastive is chosen, as jem's are)."""
+    check_choice(s2.contrastive, "stage2.contrastive", ["fresh", "persistent"])
+    check(s2.buffer_size >= s2.batch_size, "stage2.buffer_size",
+          f"must hold at least one batch (stage2.batch_size={s2.batch_size}), got {s2.buffer_size}")
+    check(0 <= s2.reinit_prob <= 1, "stage2.reinit_prob", f"must be in [0, 1], got {s2.reinit_prob}")
+    check(s2.max_age >= 1, "stage2.max_age", f"must be at least 1 (PGD steps since a chain's seed), got {s2.max_age}")
+
+
 def _validate_data(d) -> None:
     check(d.image_size is None or d.image_size >= 1, "data.image_size", f"must be >= 1 or null, got {d.image_size}")
     check(d.channels in (None, 1, 3), "data.channels", f"must be 1, 3 or null, got {d.channels}")
@@ -127,6 +136,7 @@ def validate(cfg) -> None:
     check(0 <= s2.t_init <= s2.t_max, "stage2.t_init", f"must be in [0, t_max={s2.t_max}], got {s2.t_init}")
     check(0 < s2.ema_decay < 1, "stage2.ema_decay", f"must be in (0, 1), got {s2.ema_decay}")
     check(s2.loss_bound > 0, "stage2.loss_bound", "must be positive")
+    _validate_chains(s2)
     _validate_jem(cfg.jem)
     check(ev.every >= 1, "eval.every", f"must be >= 1, got {ev.every}")
     check(ev.n_test >= 1 and ev.n_samples >= 2, "eval.n_test", "and eval.n_samples must be >= 1 and >= 2")

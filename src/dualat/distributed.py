@@ -176,6 +176,9 @@ def check_config(cfg, world_size: int) -> None:
             raise DualatError(f"config key {key}={b} is the global batch and must divide evenly over the "
                               f"{world_size} processes; use a multiple of {world_size}, e.g. "
                               f"{key}={max(world_size, b - b % world_size)}")
+    if cfg.method == "dat" and cfg.stage2.contrastive == "persistent":
+        raise DualatError("config key stage2.contrastive=persistent keeps its chains in one process (they are not "
+                          "sharded over torchrun's processes); launch it without torchrun or use stage2.contrastive=fresh")
     if cfg.distributed.sync_bn and (cfg.device == "cpu" or not torch.cuda.is_available()):
         raise DualatError("config key distributed.sync_bn=true needs CUDA GPUs (PyTorch's SyncBatchNorm has no "
                           "CPU implementation); set distributed.sync_bn=false for CPU processes")

@@ -14,6 +14,7 @@ STEP_SWEEP_SEED = 98  # offset of the seeds of the end-of-stage-2 step sweep (ev
 # training's streams and generators: training_seed(cfg.seed, part)
 STAGE1_STREAM, STAGE1_PGD = 1, 2
 DAT_GLOBAL, DAT_REAL, DAT_ADV, DAT_SEEDS, DAT_PGD = 10, 11, 12, 13, 14
+DAT_CHAINS = 15  # which persistent chains are drawn and restarted (stage2.contrastive=persistent)
 JEM_GLOBAL, JEM_STREAM, JEM_BUFFER, JEM_SGLD = 30, 31, 32, 33
 
 
@@ -22,5 +23,5 @@ def training_seed(seed: int, part: int) -> int:
     return seed * 1000 + part
 
 
-__all__ = ["DAT_ADV", "DAT_GLOBAL", "DAT_PGD", "DAT_REAL", "DAT_SEEDS", "FLOOR_SEED", "JEM_BUFFER", "JEM_GLOBAL",
+__all__ = ["DAT_ADV", "DAT_CHAINS", "DAT_GLOBAL", "DAT_PGD", "DAT_REAL", "DAT_SEEDS", "FLOOR_SEED", "JEM_BUFFER", "JEM_GLOBAL",
            "JEM_SGLD", "JEM_STREAM", "OOD_SEED", "SAMPLE_SEED", "STAGE1_PGD", "STEP_SWEEP_SEED", "STAGE1_STREAM", "training_seed"]

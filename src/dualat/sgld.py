@@ -74,7 +74,8 @@ class ReplayBuffer:
 
     `draw(n, generator)` picks n random chains and restarts each from the initial distribution
     with probability `reinit_prob`; returns (indices, starts). `put(indices, x)` stores the
-    chains' new states. All randomness comes from the generator passed in.
+    chains' new states. All randomness comes from the generator passed in. DAT's persistent
+    contrastive chains (training/chains.py) are this buffer with class labels and ages added.
     """
 
     def __init__(self, size: int, init: InitialDistribution, reinit_prob: float, generator: torch.Generator):

@@ -16,15 +16,17 @@ from ..optim import make_optimizer
 from ..rundir import RunDir
 from ..sampler import default_step_size
 from ..samplers import Draw
-from ..seeding import DAT_ADV, DAT_GLOBAL, DAT_PGD, DAT_REAL, DAT_SEEDS, STEP_SWEEP_SEED, training_seed
+from ..seeding import DAT_ADV, DAT_CHAINS, DAT_GLOBAL, DAT_PGD, DAT_REAL, DAT_SEEDS, STEP_SWEEP_SEED, training_seed
+from .chains import ChainStarts, ContrastiveChains, persistent_step
 from .common import EMA, Curriculum, check_finite, generator, isolated_rng, seed_everything
 from .context import RunContext
 from .loop import Stage, resume, run_loop, scalars
-from .steps import StepRig, dat_step
+from .steps import StepRig, attack_steps, dat_step
 
 
 class DAT(Stage):
-    """DAT's step and state: EMA, the step curriculum, real / adversarial streams, seed draws."""
+    """DAT's step and state: EMA, the step curriculum, real / adversarial streams, seed draws, and
+    with stage2.contrastive=persistent the buffer of contrastive chains (chains.py)."""
 
     stage, label, evaluates = 2, "stage 2 (DAT)", True
     best = {"fd": (RunDir.BEST_FD, "min"), "robust_acc": (RunDir.BEST_ROBUST, "max")}
@@ -49,6 +51,19 @@ class DAT(Stage):
         self.gens = {"seeds": generator(dist.rank_seed(training_seed(cfg.seed, DAT_SEEDS))),
                      "pgd": generator(dist.rank_seed(training_seed(cfg.seed, DAT_PGD)))}
         self.probe, self.trainer, self.gather = None, None, None
+        self.chains = None  # fresh contrastive samples every iteration (the paper's)
+        if s2.contrastive == "persistent":  # filled from the seed generator; chosen by a generator of their own
+            self.chains = ContrastiveChains(s2.buffer_size, ChainStarts(self.seeds, run.train_set.num_classes),
+                                            s2.reinit_prob, s2.max_age, self.gens["seeds"])
+            self.gens["chains"] = generator(training_seed(cfg.seed, DAT_CHAINS))
+        # forward/backward passes of B images per iteration beside the T contrastive ones: K attack
+        # steps and the fused training pass over the real, contrastive and adversarial batches
+        self.other_passes = attack_steps(cfg.threat)[0] + 3
+
+    def seeds(self, n: int, y, g):
+        """n training seeds for labels y (augmented as the real batch is), drawn from generator g."""
+        seeds = self.run.seeds_train.sample(n, y, g)
+        return self.seed_tf(seeds, g) if self.seed_tf is not None else seeds
 
     def load(self, state: dict) -> None:
         self.run.model.load_state_dict(state["model"])
@@ -58,25 +73,30 @@ class DAT(Stage):
         self.real.load_state_dict(state["streams"]["real"])
         self.adv.load_state_dict(state["streams"]["adv"])
         for k, g in self.gens.items():
-            g.set_state(state["generators"][k])
+            if k in state["generators"]:  # a run switched to persistent chains on resume has none yet
+                g.set_state(state["generators"][k])
+        if self.chains is not None and "chains" in state:
+            self.chains.load_state_dict(state["chains"])
 
     def step(self, it: int) -> dict:
         run, s2 = self.run, self.run.cfg.stage2
         x_r, y_r = next(self.real)
         x_a, y_a = next(self.adv)
-        seeds = run.seeds_train.sample(self.b, y_r, self.gens["seeds"])
-        if self.seed_tf is not None:
-            seeds = self.seed_tf(seeds, self.gens["seeds"])
-        x_r, y_r, x_a, y_a, seeds = run.to_device(x_r, y_r, x_a, y_a, seeds)
         T = self.cur.T
         # averaged over the processes and checked before the optimiser step (the one divergence policy)
         rig = StepRig(run.autocast, self.trainer, self.gather,
                       guard=lambda m: check_finite(2, it + 1, run.dist.mean(m), s2.loss_bound))
-        m = dat_step(run.model, self.opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, self.gens["pgd"], rig,
-                     threat=run.cfg.threat)
+        if self.chains is None:
+            seeds = self.seeds(self.b, y_r, self.gens["seeds"])
+            x_r, y_r, x_a, y_a, seeds = run.to_device(x_r, y_r, x_a, y_a, seeds)
+            m = dat_step(run.model, self.opt, (x_r, y_r), seeds, (x_a, y_a), T, s2, self.gens["pgd"], rig,
+                         threat=run.cfg.threat)
+        else:
+            m = persistent_step(run, self.opt, self.chains, (x_r, y_r), (x_a, y_a), T, self.gens, rig)
         self.ema.update(run.model)
         self.cur.update(m["auc"])
-        return {**m, "T": T}
+        # the iteration's cost in passes of B images: T contrastive (input-gradient) passes, either kind of chain
+        return {**m, "T": T, "contrastive_passes": T, "batch_passes": T + self.other_passes}
 
     def postfix(self, rec: dict) -> dict:
         return {"bce": f"{rec['bce']:.3f}", "ce": f"{rec['ce']:.3f}", "auc": f"{rec['auc']:.2f}", "T": self.cur.T,
@@ -95,7 +115,8 @@ class DAT(Stage):
         return {"model": self.run.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(),
                 "curriculum": self.cur.state_dict(), "best": dict(self.best_values), "last_eval": scalars(self.last_eval),
                 "streams": {"real": self.real.state_dict(), "adv": self.adv.state_dict()},
-                "generators": {k: g.get_state() for k, g in self.gens.items()}}
+                "generators": {k: g.get_state() for k, g in self.gens.items()},
+                **({"chains": self.chains.state_dict()} if self.chains is not None else {})}
 
 
 def run_stage2(run: RunContext, state: dict | None = None) -> dict:
@@ -118,7 +139,11 @@ def run_stage2(run: RunContext, state: dict | None = None) -> dict:
         with isolated_rng():
             chosen = {"sample_steps": record_sample_steps(run, dat)}
     best = dat.best_values
-    return {**dat.last_eval, "T_final": dat.cur.T, **chosen, "wall_s": round(elapsed, 1),
+    chains = {}
+    if dat.chains is not None:  # what the persistent chains ended as (their restarts include max_age's)
+        chains = {"buffer_age": round(dat.chains.mean_age(), 2),
+                  "chain_restart_rate": round(dat.chains.restarts / max(dat.chains.draws, 1), 4)}
+    return {**dat.last_eval, "T_final": dat.cur.T, **chosen, **chains, "wall_s": round(elapsed, 1),
             "best_fd": best["fd"] if math.isfinite(best["fd"]) else None,
             "best_robust_acc": best["robust_acc"]}
 

@@ -107,11 +107,20 @@ def dat_step(model, opt, real, seeds, at_batch, T: int, s2: Stage2Config, genera
     the global one on every process.
     """
     rig = rig or StepRig()
+    x_con = contrastive_samples(model, seeds, real[1], T, s2.step_size, s2.objective, rig.autocast)
+    return dat_update(model, opt, real, x_con, at_batch, s2, generator, rig, threat=threat)
+
+
+def dat_update(model, opt, real, x_con, at_batch, s2: Stage2Config, generator=None, rig: StepRig | None = None, *,
+               threat: AttackConfig) -> dict:
+    """The training half of `dat_step`, given its contrastive samples x_con (B, ...), labelled
+    with the real batch's labels: made from seeds by dat_step, or continued persistent chains
+    (training/chains.py). Same arguments otherwise, and the same returned floats."""
+    rig = rig or StepRig()
     autocast, trainer, gather = rig.autocast, rig.trainer, rig.gather
     x_real, y_real = real
     x_at, y_at = at_batch
     b = x_real.shape[0]
-    x_con = contrastive_samples(model, seeds, y_real, T, s2.step_size, s2.objective, autocast)
     x_adv = adversarial_examples(model, x_at, y_at, threat, generator, autocast)
     model.train()
     net = trainer or forward_of(model)
