@@ -75,6 +75,26 @@ def figure(npz: dict[str, dict], radius_index: int, class_names=None) -> Image.I
     return canvas
 
 
+def reusable(folder: Path, source: str, checkpoint: str, radii: list[float], args) -> dict | None:
+    """The metrics.json an earlier run of this script wrote into `folder`, when it measured the same
+    weights (sha256) with the same images, radii, steps, targets and judge; else None."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        c = metrics["counterfactuals"]
+        if not (folder / "counterfactuals.npz").is_file():
+            return None
+        same = (c["radii"] == [float(r) for r in radii] and c["n_images"] == args.n and c["steps"] == args.steps
+                and c["target"] == "wrong-judge"
+                and metrics["checkpoint"]["sha256"] == load_model(source, checkpoint)[2]["sha256"])
+        if args.judge is None:
+            same = same and c["judge"].startswith("evaluation network")
+        else:
+            same = same and f"(sha256 {load_model(args.judge)[2]['sha256']})" in c["judge"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return metrics if same else None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", action="append", required=True, metavar="LABEL=SOURCE[@CHECKPOINT]")
@@ -87,6 +107,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="cf_compare")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse OUT/<label>/ of an earlier run when it measured the same weights, images, radii, "
+                        "steps and judge (say which in the output); otherwise measure again")
     args = p.parse_args(argv)
     try:
         models = [parse_model(m) for m in args.model]
@@ -99,9 +122,14 @@ def main(argv=None) -> int:
         out = Path(args.out)
         results, npz = {}, {}
         for label, source, checkpoint in models:
-            r = evaluate(source, checkpoint, robust=False, generative=False, ood=False, calibrate=False,
-                         counterfactuals=True, cf_n=args.n, cf_target="wrong-judge", radii=radii, cf_steps=args.steps,
-                         judge=args.judge, out=out / label, device=args.device, show_progress=not args.quiet)
+            r = reusable(out / label, source, checkpoint, radii, args) if args.reuse else None
+            if r is None:
+                r = evaluate(source, checkpoint, robust=False, generative=False, ood=False, calibrate=False,
+                             counterfactuals=True, cf_n=args.n, cf_target="wrong-judge", radii=radii,
+                             cf_steps=args.steps, judge=args.judge, out=out / label, device=args.device,
+                             show_progress=not args.quiet)
+            else:
+                print(f"{label}: reused {out / label / 'metrics.json'} (same weights, judge and settings)")
             results[label] = {"source": source, "checkpoint": checkpoint, "counterfactuals": r["counterfactuals"],
                               "protocol": r["counterfactuals_protocol"]}
             with np.load(out / label / "counterfactuals.npz") as f:

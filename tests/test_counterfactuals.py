@@ -165,5 +165,15 @@ def test_cf_compare_script_table_and_figure(run, self_judged, tmp_path, capsys):
     assert saved["radii"] == [0.2, 0.5] and saved["models"]["stage1"]["checkpoint"] == "stage1"
     with Image.open(out / "cf_compare.png") as im:       # 8 rows of 72-px cells, 3 columns
         assert im.size[0] >= 3 * 72 and im.size[1] >= 8 * 72
+    capsys.readouterr()
+    args = ["--model", f"dat={run}", "--model", f"stage1={run}@stage1", "--radii", "0.2", "0.5", "--n", "20",
+            "--out", str(out), "--quiet", "--reuse"]
+    assert cf_compare.main(args + ["--steps", "3"]) == 0       # same weights and settings: nothing measured again
+    printed = capsys.readouterr().out
+    assert "dat: reused" in printed and "stage1: reused" in printed
+    assert (out / "cf_compare.md").read_text().split("\n\n", 2)[2] == md.split("\n\n", 2)[2]
+    assert cf_compare.main(args + ["--steps", "4"]) == 0       # another setting: measured again
+    assert "reused" not in capsys.readouterr().out
+    assert json.loads((out / "dat" / "metrics.json").read_text())["counterfactuals"]["steps"] == 4
     assert cf_compare.main(["--model", f"{run}", "--out", str(out)]) == 2
     assert "LABEL=SOURCE" in capsys.readouterr().err
