@@ -15,6 +15,8 @@
 #     shows as "not run". For all of it: dualat eval RUN --robust --norm L2 --autoattack
 #     --generative --n-samples 2000 --ref-split test --n-ref 10000 (PGD-20 L2 on all 10,000 test
 #     images, AutoAttack L2 on the first 1,000, FD / precision / recall of 2,000 samples).
+#   Evaluations that end after the timings: make bench-tables TTQ_RUNS=... K_RUNS=... re-reads the
+#     finished runs into the timings already in docs/performance.json (--tables-only; the page says so).
 #   Other machines: one row per docs/performance-*.json (harness results kept from other days or
 #     machines, or {"kind": "whole_runs"} files), linked from the page.
 # make bench-quick: a smoke run of the same harness (a minute or a few on 2 shared cores; the bf16
@@ -26,10 +28,16 @@ TTQ_RUNS ?=
 TTQ_ARGS ?=
 K_RUNS ?=
 
-.PHONY: bench bench-quick bench-ttq
+.PHONY: bench bench-quick bench-ttq bench-tables
 
 bench:
 	PYTHONPATH=src $(PYTHON) -m benchmarks.run $(BENCH_ARGS) \
+		$(if $(strip $(TTQ_RUNS)),--ttq-runs="$(TTQ_RUNS)") $(if $(strip $(TTQ_ARGS)),--ttq-args="$(TTQ_ARGS)") \
+		$(if $(strip $(K_RUNS)),--k-runs="$(K_RUNS)")
+	@if [ -n "$(TTQ_RUNS)" ]; then $(MAKE) --no-print-directory bench-ttq; fi
+
+bench-tables:
+	PYTHONPATH=src $(PYTHON) -m benchmarks.run --tables-only \
 		$(if $(strip $(TTQ_RUNS)),--ttq-runs="$(TTQ_RUNS)") $(if $(strip $(TTQ_ARGS)),--ttq-args="$(TTQ_ARGS)") \
 		$(if $(strip $(K_RUNS)),--k-runs="$(K_RUNS)")
 	@if [ -n "$(TTQ_RUNS)" ]; then $(MAKE) --no-print-directory bench-ttq; fi

@@ -197,6 +197,9 @@ def markdown(r: dict, json_path: Path) -> str:
            f"| wall time of the run | {r['wall_s']:.0f} s |"]
     if r.get("note"):
         out.append(f"| note | {r['note']} |")
+    if r.get("tables_read"):
+        out.append(f"| finished-run tables | read again on {r['tables_read']['date']} by "
+                   f"`{r['tables_read']['command']}` (evaluations that ended after the timings) |")
     if r.get("quick"):
         out.append("| mode | `--quick` smoke run: tiny batches and step counts; not a measurement |")
     out.append("")

@@ -80,6 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also profile one library step (torch.profiler, operators by self CPU time)")
     p.add_argument("--quick", action="store_true", help="a smoke run: tiny batches and step counts, one round")
     p.add_argument("--note", default="", help="a line for the page, e.g. 'machine shared with other jobs'")
+    p.add_argument("--tables-only", action="store_true",
+                   help="time nothing: read --json (an earlier run's timings), re-read the finished runs of "
+                        "--ttq-runs / --k-runs and the other machines' files, and rewrite --json and --md; the page "
+                        "names both commands (for evaluations that finished after the timings)")
     p.add_argument("--json", default=str(ROOT / "docs" / "performance.json"))
     p.add_argument("--md", default=str(ROOT / "docs" / "performance.md"))
     a = p.parse_args(argv)
@@ -288,8 +292,26 @@ def peak_memory(key: str, variant: str, a, batch: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def tables_only(a, argv_text: str) -> dict:
+    """--tables-only: the timings of an earlier run (a.json) with the finished-run tables read now."""
+    try:
+        result = json.loads(Path(a.json).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"benchmarks: --tables-only needs the timings of an earlier run in --json: {exc}") from None
+    result.update({"time_to_quality": finished.time_to_quality(a.ttq_runs, a.ttq_args),
+                   "k_runs": finished.k_table(a.k_runs), "other_machines": others.rows(Path(a.other_machines), Path(a.md)),
+                   "tables_read": {"command": f"python -m benchmarks.run {argv_text}".strip(),
+                                   "date": datetime.datetime.now().isoformat(timespec="seconds")}})
+    Path(a.json).write_text(json.dumps(result, indent=1))
+    Path(a.md).write_text(report.markdown(result, Path(a.json)))
+    print(f"rewrote the finished-run tables of {a.json} and {a.md}")
+    return result
+
+
 def main(argv=None) -> dict:
     a = parse_args(argv)
+    if a.tables_only:
+        return tables_only(a, shlex.join(sys.argv[1:] if argv is None else argv))
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("benchmarks: --device cuda asked for, but this torch sees no CUDA GPU")

@@ -163,3 +163,23 @@ def test_rows_that_differ_in_more_than_K_say_so(runs):
     assert finished.config_differences([("5", k5), ("3", k3)]) == [
         f"stage1.init (5: {tmp_path / 's1' / 'stage1.pt'}, 3: None)", "stage1.iterations (5: 0, 3: 800)",
         "stage2.auc_threshold (5: 0.6, 3: 0.8)"]
+
+
+def test_tables_only_rereads_the_finished_runs_into_earlier_timings(runs, tmp_path):
+    _, k5, k1 = runs
+    timings = json.loads(BASE.read_text())
+    js, md = tmp_path / "perf.json", tmp_path / "perf.md"
+    js.write_text(json.dumps(timings))
+    run.main(["--tables-only", "--json", str(js), "--md", str(md), "--k-runs", f"5={k5} 1={k1}"])
+    page, saved = md.read_text(), json.loads(js.read_text())
+    assert saved["models"] == timings["models"] and saved["date"] == timings["date"]   # the timings kept
+    assert saved["tables_read"]["command"].startswith("python -m benchmarks.run --tables-only")
+    assert "| finished-run tables | read again on" in page and "## Stage 2's adversarial term" in page
+    row1 = next(line for line in page.splitlines() if line.startswith("| 1 (fast) |"))
+    assert row1.count("not run") == 4
+    _eval(k1, "eval-aa", AA)                     # an evaluation that ended after the timings
+    run.main(["--tables-only", "--json", str(js), "--md", str(md), "--k-runs", f"5={k5} 1={k1}"])
+    row1 = next(line for line in md.read_text().splitlines() if line.startswith("| 1 (fast) |"))
+    assert "61.23% (standard, 1,000, float32)" in row1 and row1.count("not run") == 3
+    with pytest.raises(SystemExit, match="--tables-only needs"):
+        run.main(["--tables-only", "--json", str(tmp_path / "none.json"), "--md", str(md)])
