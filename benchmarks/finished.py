@@ -142,9 +142,16 @@ def evaluations(run_dir: Path) -> tuple[dict, list[str]]:
             continue
         for key, rec in _numbers(m, file).items():
             old = best.get(key)
-            if old is None or ((rec["n"] or 0), rec["time"]) > ((old["n"] or 0), old["time"]):
+            if old is None or _rank(rec) > _rank(old):
                 best[key] = rec
     return best, skipped
+
+
+def _rank(rec: dict) -> tuple:
+    """Which of two records of one number the K table shows: more images, then the standard AutoAttack
+    over a custom one (whichever ran later), then the later one."""
+    standard = rec.get("version", "standard") == "standard" and rec.get("standard", True)
+    return (rec["n"] or 0), standard, rec["time"]
 
 
 def k_row(label: str, run_dir: Path) -> dict:

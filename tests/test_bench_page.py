@@ -183,3 +183,15 @@ def test_tables_only_rereads_the_finished_runs_into_earlier_timings(runs, tmp_pa
     assert "61.23% (standard, 1,000, float32)" in row1 and row1.count("not run") == 3
     with pytest.raises(SystemExit, match="--tables-only needs"):
         run.main(["--tables-only", "--json", str(tmp_path / "none.json"), "--md", str(md)])
+
+
+def test_the_standard_autoattack_outranks_a_later_custom_one(runs):
+    _, k5, _ = runs
+    custom = {**AA, "autoattack_L2_acc": 0.6280, "autoattack_protocol": AA["autoattack_protocol"].replace(
+        "standard: apgd-ce, apgd-t, fab-t, square", "custom: apgd-ce, apgd-t")}
+    _eval(k5, "eval-aa", {**custom, "time": "2026-12-08 00:00:00"})   # ran after the standard one
+    numbers, _ = finished.evaluations(k5)
+    assert numbers["aa_l2"]["value"] == 0.6123 and numbers["aa_l2"]["version"] == "standard"
+    (k5 / "eval-robust" / "metrics.json").unlink()                    # no standard one: the custom one shows
+    numbers, _ = finished.evaluations(k5)
+    assert numbers["aa_l2"]["value"] == 0.6280 and numbers["aa_l2"]["version"] == "custom"
