@@ -1,4 +1,4 @@
-"""The JEM-versus-DAT tables of docs/results.md section 5, from the evaluation folders of the runs.
+"""The JEM-versus-DAT tables of docs/results.md section 6, from the evaluation folders of the runs.
 
     python scripts/jem_table.py --dat RUN_DAT --jem RUN_JEM_S0 RUN_JEM_S1 RUN_JEM_S2
 
