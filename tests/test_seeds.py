@@ -40,7 +40,7 @@ def test_kinds_shape_range_determinism(kind, shape, folder):
 
 def test_names_and_errors(tmp_path):
     assert SEED_SOURCES == ["patches", "folder", "noise", "gaussian", "gaussian_lowrank", "gaussian_diag",
-                            "gaussian_coarse", "patches_jitter", "photos_more", "mix"]
+                            "gaussian_coarse", "patches_jitter", "photos_more", "mix", "mixture"]
     with pytest.raises(DualatError, match="noise"):
         make_seed_source("patches", (2,))
     with pytest.raises(DualatError, match="train_set"):

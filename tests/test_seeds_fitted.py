@@ -97,3 +97,42 @@ def test_fitted_names_are_validated(digits):
         make_seed_source("gaussian_coarse:9", digits.shape, train_set=digits)
     with pytest.raises(DualatError, match="training set"):
         make_seed_source("gaussian_diag", digits.shape)
+
+
+def test_mixture_draws_each_seed_from_one_part(digits):
+    """mixture:A+B: a part chosen uniformly per seed, then each part's own class-conditional draws
+    from the same generator; values in [0, 1]; held-out draws never repeat the training ones."""
+    name = "mixture:gaussian+gaussian_coarse:4"
+    tr = make_seed_source(name, digits.shape, "train", train_set=digits)
+    te = make_seed_source(name, digits.shape, "test", train_set=digits)
+    assert [type(p) for p in tr.parts] == [GaussianSource, CoarseGaussianSource] and te.split == "test"
+    y = torch.arange(10).repeat_interleave(50)
+    x = tr.sample(len(y), y, gen(0))
+    assert x.shape == (500, 1, 8, 8) and x.dtype == torch.float32 and 0 <= float(x.min()) and float(x.max()) <= 1
+    g = gen(0)
+    which = torch.randint(0, 2, (500,), generator=g)
+    assert 200 < int(which.sum()) < 300                              # both parts used, about equally
+    for i, part in enumerate(tr.parts):
+        idx = (which == i).nonzero().view(-1)
+        assert torch.equal(x[idx], part.sample(len(idx), y[idx], g))  # part i drew exactly these seeds
+    real = torch.stack([digits.batch((torch.as_tensor(digits.y) == c).nonzero().view(-1))[0].view(-1, 64).mean(0)
+                        for c in range(10)])
+    assert torch.cdist(x.view(10, 50, 64).mean(1), real).argmin(1).tolist() == list(range(10))
+    xt = te.sample(len(y), y, gen(0))
+    assert torch.cdist(xt.view(500, -1), x.view(500, -1)).min() > 1e-3
+    assert te.sample(7, None, gen(3)).shape == (7, 1, 8, 8)
+
+
+def test_mixture_names_are_validated(digits):
+    name = "mixture:gaussian+gaussian_coarse:7"
+    assert load_config("fashion_mnist", [f"data.seeds={name}"]).data.seeds == name
+    for bad, needle in (("mixture:gaussian", "two or more different sources"),
+                        ("mixture:gaussian+gaussian", "two or more different sources"),
+                        ("mixture:gaussian+folder:imgs", "'folder:imgs' cannot be part of a mixture"),
+                        ("mixture:noise+mixture:gaussian+patches", "'mixture:gaussian' cannot be part"),
+                        ("mixture:gaussian+gausian", "'gausian' cannot be part"),
+                        ("mixture:gaussian+gaussian_lowrank:0", "rank K.*whole number")):
+        with pytest.raises(DualatError, match=needle):
+            load_config("fashion_mnist", [f"data.seeds={bad}"])
+    with pytest.raises(DualatError, match="training set"):
+        make_seed_source("mixture:noise+gaussian_diag", digits.shape)

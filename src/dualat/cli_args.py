@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the end of stage 2, sample_steps.json, else its final T; JEM: jem.eval_sgld_steps)")
     v.add_argument("--step-size", type=float, default=None, help="sampling step (default: 2x training step)")
     v.add_argument("--seeds", default=None, help="PGD sampler seeds: patches, patches_jitter, photos_more, mix[:F], "
-                   "gaussian, noise or folder:DIR (default: the run's data.seeds, held-out split)")
+                   "gaussian[_lowrank:K|_diag|_coarse:S], mixture:A+B, noise or folder:DIR (default: the run's "
+                   "data.seeds, held-out split)")
     v.add_argument("--sweep-steps", default=None, metavar="N,N,...",
                    help="also measure the generative metrics of fresh samples at each of these step counts, "
                    "e.g. 10,20,40,80 (metrics.json: generative_sweep)")
@@ -159,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "of stage 2, sample_steps.json, else its final curriculum T)")
     s.add_argument("--step-size", type=float, default=None, help="L2 step (default: 2x stage2.step_size)")
     s.add_argument("--seeds", default=None,
-                   help="noise, gaussian, patches, patches_jitter, photos_more, mix[:F] or folder:DIR "
-                   "(default: the run's data.seeds, held-out split)")
+                   help="noise, gaussian[_lowrank:K|_diag|_coarse:S], patches, patches_jitter, photos_more, mix[:F], "
+                   "mixture:A+B or folder:DIR (default: the run's data.seeds, held-out split)")
     s.add_argument("--unconditional", action="store_true", help="ascend logsumexp f(x) instead of one class logit")
     s.add_argument("--checkpoint", default="ema", help="ema (default), best_fid, best_robust, stage1 or last")
     s.add_argument("--png", action="store_true", help="also write every sample as png/<index>_y<class>.png")

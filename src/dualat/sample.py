@@ -66,8 +66,8 @@ def open_for_sampling(model_or_run, o: SampleOptions) -> Opened:
 
 def seed_source(seeds, cfg, shape):
     """A tensor, a SeedSource, or a name: None (the run's data.seeds; noise for a bare model),
-    'noise', 'gaussian', 'patches', 'patches_jitter', 'photos_more', 'mix[:F]', 'folder:DIR' -- always
-    the held-out "test" split."""
+    'noise', 'gaussian...', 'patches', 'patches_jitter', 'photos_more', 'mix[:F]', 'mixture:A+B',
+    'folder:DIR' -- always the held-out "test" split."""
     if torch.is_tensor(seeds) or hasattr(seeds, "sample"):
         return seeds
     kind = seeds if seeds is not None else (cfg.data.seeds if cfg is not None else "noise")

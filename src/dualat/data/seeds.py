@@ -19,9 +19,9 @@ from .photos import TRAIN_FRACTION, CropSampler, Region, bundled_photos
 from .stream import mix_seeds
 
 # the gaussian family lives in seeds_fitted.py (gaussian_lowrank:K and gaussian_coarse:S take a
-# number), the last three in seeds_extra.py (mix also takes a fraction, mix:F)
+# number), the last four in seeds_extra.py (mix also takes a fraction, mix:F; mixture a list, mixture:A+B)
 SEED_SOURCES = ["patches", "folder", "noise", "gaussian", "gaussian_lowrank", "gaussian_diag", "gaussian_coarse",
-                "patches_jitter", "photos_more", "mix"]
+                "patches_jitter", "photos_more", "mix", "mixture"]
 _REGIONS: dict[tuple[int, str], list[Region]] = {}
 
 

@@ -10,6 +10,8 @@ mixture of patches with the per-class Gaussian. Built through seeds.make_seed_so
                      index (every 5th is held out)
     mix, mix:F       each seed is a per-class Gaussian seed with probability F (default 0.5),
                      otherwise a `patches` seed (Santurkar et al. style Gaussian + natural crops)
+    mixture:A+B[+C]  each seed comes from one of the named sources (any but folder and mixture),
+                     chosen uniformly per seed, e.g. mixture:gaussian+gaussian_coarse:7
 
 Every source returns float32 (n, *shape) in [0, 1] and is a pure function of the generator state;
 the "train" and "test" splits never share source pixels (rows of a photo, or whole images) and
@@ -29,8 +31,9 @@ from .seeds import SEED_SOURCES, FolderSource, NoiseSource, PatchSource, SeedSou
 from .seeds_fitted import FITTED_DEFAULTS, FITTED_SOURCES, GaussianSource, make_fitted_source
 from .stream import mix_seeds
 
-EXTRA_SOURCES = ["patches_jitter", "photos_more", "mix"]
-NAME_FORMS = ["mix:F", "gaussian_lowrank:K", "gaussian_coarse:S"]   # the names that take a number
+EXTRA_SOURCES = ["patches_jitter", "photos_more", "mix", "mixture"]
+NAME_FORMS = ["mix:F", "gaussian_lowrank:K", "gaussian_coarse:S", "mixture:A+B"]   # the names that take a parameter
+MIXTURE_EXAMPLE = "mixture:gaussian+gaussian_coarse:7"
 MIX_DEFAULT = 0.5
 JITTER_SCALE = (0.05, 1.0)   # crop side as a fraction of the photo's shorter side
 GAMMA_RANGE = 2.0            # gamma log-uniform in [1/2, 2]
@@ -42,11 +45,14 @@ SMALL_WEIGHT = 4.0           # the small images together are drawn as often as 4
 EXTRA_PHOTOS = ("microaneurysms.png",)
 
 
-def parse_seed_name(kind: str) -> tuple[str, float | int | None]:
+def parse_seed_name(kind: str) -> tuple[str, float | int | tuple | None]:
     """'mix:0.3' -> ('mix', 0.3), 'mix' -> ('mix', 0.5), 'gaussian_lowrank:8' -> ('gaussian_lowrank', 8),
-    'gaussian_coarse' -> ('gaussian_coarse', 7), other names -> (name, None); bad -> DualatError."""
+    'gaussian_coarse' -> ('gaussian_coarse', 7), 'mixture:gaussian+noise' -> ('mixture', ('gaussian',
+    'noise')), other names -> (name, None); bad -> DualatError."""
     if not isinstance(kind, str):
         raise DualatError(f"seed source must be a name, got {kind!r}")
+    if kind == "mixture" or kind.startswith("mixture:"):
+        return "mixture", mixture_parts(kind)
     if kind == "mix" or kind.startswith("mix:"):
         text = kind[4:] if kind.startswith("mix:") else str(MIX_DEFAULT)
         try:
@@ -69,6 +75,20 @@ def parse_seed_name(kind: str) -> tuple[str, float | int | None]:
     return kind, None
 
 
+def mixture_parts(kind: str) -> tuple[str, ...]:
+    """'mixture:gaussian+gaussian_coarse:7' -> ('gaussian', 'gaussian_coarse:7'); a bad list -> DualatError."""
+    parts = tuple(kind[len("mixture:"):].split("+")) if kind.startswith("mixture:") else ()
+    if len(parts) < 2 or len(set(parts)) < len(parts):
+        raise DualatError(f"seed source {kind!r}: name two or more different sources after 'mixture:', joined "
+                          f"by '+', e.g. {MIXTURE_EXAMPLE}")
+    for part in parts:
+        base = part.partition(":")[0] if part.startswith(("folder", "mixture")) else parse_seed_name(part)[0]
+        if base in ("folder", "mixture") or base not in SEED_SOURCES:
+            raise DualatError(f"seed source {kind!r}: {part!r} cannot be part of a mixture; use sources such as "
+                              f"{', '.join(s for s in SEED_SOURCES if s not in ('folder', 'mixture'))}")
+    return parts
+
+
 def check_seed_name(kind) -> str:
     """The name if it names a seed source (SEED_SOURCES, mix:F or folder:DIR), else one error line."""
     if isinstance(kind, str) and kind.startswith("folder:") and len(kind) > len("folder:"):
@@ -80,7 +100,9 @@ def check_seed_name(kind) -> str:
 
 
 def needs_train_set(kind: str) -> bool:
-    """Whether the source is fitted to the training set (the gaussian family and mix)."""
+    """Whether the source is fitted to the training set (the gaussian family, mix, a mixture with one)."""
+    if isinstance(kind, str) and kind.startswith("mixture:"):
+        return any(needs_train_set(part) for part in mixture_parts(kind))
     return isinstance(kind, str) and kind.partition(":")[0] in FITTED_SOURCES + ["mix"]
 
 
@@ -206,9 +228,38 @@ class MixSource(SeedSource):
         return f"MixSource(shape={self.shape}, split={self.split!r}, fraction={self.fraction})"
 
 
+class MixtureSource(SeedSource):
+    """Each seed from one of `parts` (seed sources of the same split), chosen uniformly per seed by
+    `generator`; every part then draws its own seeds (with their labels) from the same generator,
+    so the mixture is a pure function of the generator state, class-conditional where its parts
+    are, and its splits are disjoint where its parts' are."""
+
+    kind = "mixture"
+
+    def __init__(self, shape: tuple, split: str, parts: list[SeedSource]):
+        super().__init__(shape, split)
+        self.parts = list(parts)
+
+    def sample(self, n, y, generator):
+        which = torch.randint(0, len(self.parts), (n,), generator=generator)
+        labels = None if y is None else torch.as_tensor(y, dtype=torch.int64).cpu()
+        out = torch.empty(n, *self.shape)
+        for i, part in enumerate(self.parts):
+            idx = (which == i).nonzero().view(-1)
+            if len(idx):
+                out[idx] = part.sample(len(idx), None if labels is None else labels[idx], generator)
+        return out
+
+    def __repr__(self) -> str:
+        return f"MixtureSource(shape={self.shape}, split={self.split!r}, parts={self.parts!r})"
+
+
 def make_extra_source(kind: str, shape: tuple, split: str, train_set=None, seed: int = 0) -> SeedSource | None:
-    """The source named `kind` if it is one of EXTRA_SOURCES (mix:F included), else None."""
+    """The source named `kind` if it is one of EXTRA_SOURCES (mix:F and mixture:A+B included), else None."""
     base, fraction = parse_seed_name(kind)
+    if base == "mixture":
+        return MixtureSource(shape, split, [make_seed_source(part, shape, split, train_set, None, seed)
+                                            for part in fraction])
     if base == "patches_jitter":
         return JitterPatchSource(shape, split)
     if base == "photos_more":
