@@ -90,7 +90,7 @@ def mixture_parts(kind: str) -> tuple[str, ...]:
 
 
 def check_seed_name(kind) -> str:
-    """The name if it names a seed source (SEED_SOURCES, mix:F or folder:DIR), else one error line."""
+    """The name if it names a seed source (SEED_SOURCES, mix:F, mixture:A+B or folder:DIR), else one error line."""
     if isinstance(kind, str) and kind.startswith("folder:") and len(kind) > len("folder:"):
         return kind
     if parse_seed_name(kind)[0] not in SEED_SOURCES:
@@ -256,10 +256,10 @@ class MixtureSource(SeedSource):
 
 def make_extra_source(kind: str, shape: tuple, split: str, train_set=None, seed: int = 0) -> SeedSource | None:
     """The source named `kind` if it is one of EXTRA_SOURCES (mix:F and mixture:A+B included), else None."""
-    base, fraction = parse_seed_name(kind)
+    base, param = parse_seed_name(kind)
     if base == "mixture":
         return MixtureSource(shape, split, [make_seed_source(part, shape, split, train_set, None, seed)
-                                            for part in fraction])
+                                            for part in param])
     if base == "patches_jitter":
         return JitterPatchSource(shape, split)
     if base == "photos_more":
@@ -268,7 +268,7 @@ def make_extra_source(kind: str, shape: tuple, split: str, train_set=None, seed:
         if train_set is None:
             raise DualatError("data.seeds=mix fits a Gaussian per class to the training set, "
                               "but no training set was given (internal: pass train_set=)")
-        return MixSource(shape, split, train_set, fraction, seed)
+        return MixSource(shape, split, train_set, param, seed)
     return None
 
 
