@@ -218,3 +218,24 @@ def test_eval_seeds_option_picks_another_held_out_source(plain_run, capsys):
     assert "from held-out mix:0.5 seeds" in mixed["generative_protocol"] and mixed["fd_seeds"] != base["fd_seeds"]
     assert main(["eval", str(run), "--generative", "--seeds", "pathces", "--quiet"]) == 2
     assert "unknown seed source 'pathces'" in capsys.readouterr().err
+
+
+def test_evalnet_cache_keeps_one_network_per_training_length(tmp_path, monkeypatch):
+    """A network cached for one eval.evalnet_iterations is never used for another (it silently
+    changed every FD before); a cache named before the length was in the name is used when its card
+    says the same length."""
+    from dualat.evaluate.evalnet import default_evalnet_path, load_evalnet
+    monkeypatch.setenv("DUALAT_CACHE", str(tmp_path))
+    data = load_config("digits").data
+    short, longer = default_evalnet_path(data, 2), default_evalnet_path(data, 3)
+    assert short != longer and short.name == "digits-1x8x8-k10-it2.safetensors"
+    w2 = load_evalnet(data, iterations=2, show_progress=False).state_dict()
+    w3 = load_evalnet(data, iterations=3, show_progress=False).state_dict()
+    assert short.exists() and longer.exists()
+    assert json.loads(short.with_suffix(".json").read_text())["iterations"] == 2
+    assert any(not torch.equal(w2[k], w3[k]) for k in w2)
+    legacy = short.with_name("digits-1x8x8-k10.safetensors")
+    short.rename(legacy)
+    short.with_suffix(".json").rename(legacy.with_suffix(".json"))
+    assert default_evalnet_path(data, 2) == legacy  # same length on its card: still used
+    assert default_evalnet_path(data, 4).name.endswith("-it4.safetensors")  # another length: not

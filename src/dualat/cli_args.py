@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("train-evalnet", help="train the plain classifier used to measure samples")
     e.add_argument("config", help="YAML file or preset name (its data section is used)")
     e.add_argument("overrides", nargs="*")
-    e.add_argument("--out", help="weights file (default: the cache, ~/.cache/dualat/evalnet/<dataset>.safetensors)")
+    e.add_argument("--out", help="weights file (default: the cache, "
+                   "~/.cache/dualat/evalnet/<dataset>-<shape>-k<classes>-it<iterations>.safetensors)")
     e.add_argument("--iterations", type=count, default=None)
     e.add_argument("--quiet", action="store_true")
     st = sub.add_parser("study", help="plain classifier, adversarial training, DAT and JEM over seeds: table + report")

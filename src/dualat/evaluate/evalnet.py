@@ -30,11 +30,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DUALAT_CACHE", Path.home() / ".cache" / "dualat"))
 
 
-def default_evalnet_path(data: DataConfig) -> Path:
-    """One cached network per dataset name, input shape and class count (e.g. fashion_mnist-1x28x28-k10)."""
+def default_evalnet_path(data: DataConfig, iterations: int = 1500) -> Path:
+    """One cached network per dataset name, input shape, class count and training length (e.g.
+    fashion_mnist-1x28x28-k10-it1500), so that a network trained for another `eval.evalnet_iterations`
+    is never picked up by mistake. A cache written before the length was in the name
+    (fashion_mnist-1x28x28-k10) is still used when its card says the same length."""
     info = data_info(data)
     shape = "x".join(str(s) for s in info["shape"])
-    return cache_dir() / "evalnet" / f"{data.name}-{shape}-k{info['num_classes']}.safetensors"
+    stem = cache_dir() / "evalnet" / f"{data.name}-{shape}-k{info['num_classes']}"
+    path = stem.with_name(f"{stem.name}-it{iterations}.safetensors")
+    legacy = stem.with_name(f"{stem.name}.safetensors")
+    if not path.exists() and legacy.exists() and _card_iterations(legacy) == iterations:
+        return legacy
+    return path
+
+
+def _card_iterations(weights: Path):
+    try:
+        return json.loads(weights.with_suffix(".json").read_text()).get("iterations")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _build(data: DataConfig, shape, num_classes: int):
@@ -45,7 +60,7 @@ def _build(data: DataConfig, shape, num_classes: int):
 def train_evalnet(data: DataConfig, out: str | Path | None = None, iterations: int = 1500, batch_size: int = 128,
                   lr: float = 0.05, show_progress: bool = True) -> Path:
     """Train the plain classifier on `data`, save it to `out` (default: the cache), return the path."""
-    out = Path(out) if out else default_evalnet_path(data)
+    out = Path(out) if out else default_evalnet_path(data, iterations)
     train_set, test_set = load_split(data, "train"), load_split(data, "test")
     if len(train_set.shape) != 3:
         raise DualatError(f"an evaluation network needs image data; {data.name} has shape {train_set.shape}")
@@ -78,7 +93,7 @@ def train_evalnet(data: DataConfig, out: str | Path | None = None, iterations: i
 def load_evalnet(data: DataConfig, path: str | Path | None = None, iterations: int = 1500,
                  show_progress: bool = True):
     """The evaluation network for `data`: from `path`, the cache, or trained now and cached."""
-    path = Path(path) if path else default_evalnet_path(data)
+    path = Path(path) if path else default_evalnet_path(data, iterations)
     if not path.exists():
         if show_progress:
             print(f"training the evaluation network for {data.name} once (cached at {path})")
