@@ -94,18 +94,15 @@ def test_old_configs_map_onto_the_threat_section(tmp_path):
         load_config("digits", ["stage2.attack=3"])
 
 
-def test_fashion_mnist_long_is_the_longer_resumable_recipe():
+def test_fashion_mnist_long_is_the_default_recipe_with_stage_2_twice_as_long():
     base, long = load_config("fashion_mnist"), load_config("fashion_mnist_long")
-    # the longer variant of the photo-patch recipe (the default trains from the Gaussian since 2026-12-07)
-    assert long.data.seeds == "patches" and dataclasses.replace(long.data, seeds=base.data.seeds) == base.data
-    assert long.model == base.model
-    assert long.stage1.iterations >= 3 * base.stage1.iterations and long.stage2.iterations >= 3 * base.stage2.iterations
-    assert long.stage2.t_max == 60 and long.stage2.step_size == base.stage2.step_size
-    assert long.log.checkpoint_every <= 100 and long.stage2.iterations % long.log.checkpoint_every == 0
-    assert long.eval.every >= base.eval.every and long.eval.n_samples <= base.eval.n_samples
+    # measured over 3 training seeds (docs/generation.md section 8); nothing else may drift from the default
+    assert long.stage2.iterations == 2 * base.stage2.iterations == 1600
+    same = dataclasses.replace(long, name=base.name, stage2=dataclasses.replace(long.stage2, iterations=800))
+    assert same == base
+    assert long.data.seeds == "gaussian" and long.amp == "auto"
     text = (PRESET_DIR / "fashion_mnist_long.yaml").read_text()
-    assert long.amp == "auto" and base.amp == "auto"   # bf16 only where native (dualat.precision)
-    assert "has NOT been run" in text and "bf16" in text
+    assert "3 training seeds" in text and "not timed from scratch" in text
 
 
 def test_every_file_in_the_configs_folder_loads():
