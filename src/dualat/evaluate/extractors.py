@@ -109,8 +109,8 @@ def make_extractor(name: str, data=None, evalnet_path=None, evalnet_iterations: 
     if name == "evalnet":
         if data is None:
             raise DualatError("the evalnet extractor needs the run's data config")
-        net = load_evalnet(data, evalnet_path, evalnet_iterations, show_progress).to(device)
         where = evalnet_path or default_evalnet_path(data, evalnet_iterations)
+        net = load_evalnet(data, where, evalnet_iterations, show_progress).to(device)
         return ClassifierExtractor(net, "evalnet", f"evaluation network (plain small_cnn trained on {data.name}, "
                                                    f"{where}), penultimate features, softmax over its classes")
     if name == "squeezenet":
