@@ -6,18 +6,18 @@ from pathlib import Path
 import pytest
 
 from dualat.errors import DualatError
-from dualat.evaluate.fair import markdown, pool, write
+from dualat.evaluate.fair import markdown, pool, select, write
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fair_comparison.py"
 
 
 def result(path, dat_fd, jem=None, costs=(5, 7)):
-    curves = [{"name": "DAT, PGD sampler", "points": [
+    curves = [{"name": "DAT, PGD sampler", "method": "dat", "points": [
         {"passes_per_image": float(c), "fd": fd, "precision": 0.8, "recall": 0.5} for c, fd in zip(costs, dat_fd)]}]
     r = {"dataset": "fashion_mnist", "extractor": "evalnet", "n_samples": 2000, "n_ref": 10000, "ref_split": "test",
          "dat": {"path": path}, "jem": None, "curves": curves, "buffer_reference": None}
     if jem is not None:
-        curves.append({"name": "JEM, fresh SGLD", "points": [
+        curves.append({"name": "JEM, fresh SGLD", "method": "jem", "points": [
             {"passes_per_image": 20.0, "fd": jem, "precision": 0.9, "recall": 0.6}]})
         r["jem"] = {"path": "runs/jem"}
         r["buffer_reference"] = {"name": "JEM replay buffer", "fd": 0.4, "precision": 0.7, "recall": 0.8}
@@ -63,3 +63,46 @@ def test_script_pools_folders_and_reports_a_missing_one(tmp_path, capsys):
     assert "1.500 ± 0.707" in capsys.readouterr().out and (tmp_path / "o" / "fair_comparison.png").is_file()
     assert mod.main([str(tmp_path / "nope"), "--out", str(tmp_path / "o2")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_select_keeps_curves_by_kind_and_labels_them():
+    r = result("a", [1.0, 0.5], jem=1.2)
+    only_jem = select(r, ["jem"])
+    assert [c["name"] for c in only_jem["curves"]] == ["JEM, fresh SGLD"] and only_jem["dat"] is None
+    assert only_jem["buffer_reference"]["fd"] == 0.4 and r["curves"][0]["name"] == "DAT, PGD sampler"  # a copy
+    dat = select(r, ["dat"], label="long")
+    assert [c["name"] for c in dat["curves"]] == ["DAT, PGD sampler (long)"]
+    assert dat["buffer_reference"] is None and dat["jem"] is None and dat["dat"] == {"path": "a"}
+    # two recipes' DAT curves and one JEM curve from runs measured for JEM only: three separate curves
+    p = pool([select(result("a", [1.0, 0.5]), ["dat"]), select(result("b", [2.0, 0.7]), ["dat"]),
+              select(result("c", [0.6, 0.4]), ["dat"], "long"), select(result("d", [9.0, 9.0], jem=1.4), ["jem"])])
+    assert {c["name"]: c["runs"] for c in p["curves"]} == {"DAT, PGD sampler": 2, "DAT, PGD sampler (long)": 1,
+                                                          "JEM, fresh SGLD": 1}
+    assert p["dat_runs"] == ["a", "b", "c"] and p["jem_runs"] == ["runs/jem"]
+    with pytest.raises(DualatError, match="unknown curve kind 'sgld'"):
+        select(r, ["sgld"])
+    with pytest.raises(DualatError, match="has no jem curve"):
+        select(result("b", [1.0, 1.0]), ["jem"])
+
+
+def test_script_selects_curves_and_pools_labelled_groups(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("fair_comparison", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for name, fd, jem in (("s1", [1.0, 0.5], 1.2), ("s2", [2.0, 0.7], 1.6), ("l1", [0.5, 0.4], None),
+                          ("l2", [0.7, 0.6], None)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sampling_cost.json").write_text(json.dumps(result(name, fd, jem=jem)))
+    t = str(tmp_path)
+    assert mod.main([f"{t}/s1#jem", f"{t}/s2#jem", "--out", f"{t}/o", "--group", "stage 2 x 2", f"{t}/l1#dat",
+                     f"{t}/l2"]) == 0
+    out = capsys.readouterr().out
+    assert "DAT, PGD sampler (stage 2 x 2): 2" in out and "JEM, fresh SGLD: 2" in out
+    assert "| 5 |  | 0.600 ± 0.141 (0.800 / 0.500) |" in out and "1.400 ± 0.283" in out
+    assert "DAT, PGD sampler:" not in out                       # s1/s2's DAT curves were left out
+    assert mod.main([f"{t}/s1#sgld", "--out", f"{t}/o2"]) == 2
+    assert "unknown curve kind 'sgld'" in capsys.readouterr().err
+    assert mod.main(["--out", f"{t}/o3", "--group", "lonely"]) == 2
+    assert "names no result" in capsys.readouterr().err
+    assert mod.main(["--out", f"{t}/o4"]) == 2
+    assert "at least one" in capsys.readouterr().err

@@ -4,7 +4,9 @@ own JEM run) pooled into mean ± sd per curve and pass count.
 
 A point is pooled only where every result that has the curve reached that pass count; `n` says
 how many runs it pools (a curve measured on one JEM run has n = 1 and no sd). The JEM replay
-buffer is pooled as a reference line, the seeds alone as an optional extra row."""
+buffer is pooled as a reference line, the seeds alone as an optional extra row. `select` keeps
+some curves of one result (e.g. only JEM's, from a run measured for its JEM seed) and can name
+them, so that two recipes' DAT curves can be pooled into one table and figure."""
 from __future__ import annotations
 
 import json
@@ -15,6 +17,7 @@ from ..errors import DualatError
 from .plot import line_plot
 
 KEYS = ("fd", "precision", "recall")
+METHODS = ("dat", "stage1", "jem")  # a curve's "method" in a sampling_cost() result
 
 
 def _stats(values: list[float]) -> dict:
@@ -22,6 +25,27 @@ def _stats(values: list[float]) -> dict:
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     return {"mean": mean, "sd": sd, "n": n}
+
+
+def select(result: dict, methods=None, label: str | None = None) -> dict:
+    """A copy of one sampling_cost() result with only the curves whose "method" is in `methods`
+    (dat, stage1, jem; None keeps every curve), each renamed "<name> (<label>)" when `label` is
+    given. The JEM replay buffer goes with the jem curves, the DAT run's path with dat or stage1."""
+    if methods is not None:
+        methods = tuple(methods)
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown or not methods:
+            raise DualatError(f"unknown curve kind {unknown[0] if unknown else ''!r}: choose from {', '.join(METHODS)}")
+    curves = [dict(c, name=f"{c['name']} ({label})" if label else c["name"]) for c in result["curves"]
+              if methods is None or c.get("method") in methods]
+    if not curves:
+        raise DualatError(f"the result of {(result.get('dat') or {}).get('path', '?')} has no {'/'.join(methods)} "
+                          f"curve: measure it with scripts/sampling_cost.py (--jem RUN for JEM's curves)")
+    keep_jem = methods is None or "jem" in methods
+    keep_dat = methods is None or "dat" in methods or "stage1" in methods
+    return {**result, "curves": curves, "jem": result.get("jem") if keep_jem else None,
+            "buffer_reference": result.get("buffer_reference") if keep_jem else None,
+            "dat": result.get("dat") if keep_dat else None}
 
 
 def pool(results: list[dict], seeds_alone: list[float] | None = None) -> dict:
@@ -54,7 +78,7 @@ def pool(results: list[dict], seeds_alone: list[float] | None = None) -> dict:
               if buffers else None)
     return {"dataset": first["dataset"], "extractor": first["extractor"], "n_samples": first["n_samples"],
             "n_ref": first["n_ref"], "ref_split": first["ref_split"], "runs": len(results),
-            "dat_runs": [r["dat"]["path"] for r in results],
+            "dat_runs": [r["dat"]["path"] for r in results if r.get("dat")],
             "jem_runs": [r["jem"]["path"] for r in results if r.get("jem")],
             "curves": pooled, "buffer_reference": buffer,
             "seeds_alone_fd": _stats(seeds_alone) if seeds_alone else None}
@@ -113,4 +137,4 @@ def write(p: dict, out) -> dict:
             "figure": out / "fair_comparison.png"}
 
 
-__all__ = ["pool", "markdown", "write"]
+__all__ = ["select", "pool", "markdown", "write", "METHODS"]
