@@ -10,13 +10,14 @@ from dualat.errors import DualatError
 from dualat.study import ROWS, study
 
 TINY_JEM = ["jem.iterations=8", "jem.batch_size=16", "jem.buffer_size=32", "jem.sgld_steps=2"]
+ABL = ["auc_threshold_0.6", "t_max_20"]   # digits has t_max 20: that one is skipped
 SIZES = dict(n_autoattack=0, n_samples=20, n_ref=40, n_test=40, sample_steps=3, sgld_steps=3)
 
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "s"
-    study("digits", seeds=2, out=out, overrides=TINY_DIGITS + TINY_JEM, ablations=["t_max_20"],
+    study("digits", seeds=2, out=out, overrides=TINY_DIGITS + TINY_JEM, ablations=ABL,
           show_progress=False, **SIZES)
     return out
 
@@ -28,11 +29,14 @@ def test_study_table_has_every_method_with_mean_and_std(tiny_study):
         assert [r["seed"] for r in rows] == [0, 1]
         assert all(r["clean_acc"] is not None and r["fd"] is not None for r in rows), name
     md = (tiny_study / "results.md").read_text()
-    assert md.count(" ± ") > 20 and "Divergences: none" in md and "t_max_20" in md
+    assert md.count(" ± ") > 20 and "Divergences: none" in md and "auc_threshold_0.6" in md
     # the command line in results.md names every option that differs from the CLI's defaults
-    assert "--n-autoattack 0 --n-samples 20 --n-ref 40 --n-test 40 --steps 3 --sgld-steps 3 --ablations t_max_20" in md
+    assert "--n-autoattack 0 --n-samples 20 --n-ref 40 --n-test 40 --steps 3 --sgld-steps 3 --ablations auc_threshold_0.6,t_max_20" in md
+    assert "Ablations skipped because the config already has their settings: t_max_20 (`stage2.t_max=20`)." in md
+    assert results["ablations_skipped"] == {"t_max_20": ["stage2.t_max=20"]} and list(results["ablations"]) == ["auc_threshold_0.6"]
+    assert not (tiny_study / "ablations" / "t_max_20").exists()
     import dualat
-    for run in ("seed0/plain", "seed1/dat", "seed1/jem", "ablations/t_max_20"):   # which code trained each run
+    for run in ("seed0/plain", "seed1/dat", "seed1/jem", "ablations/auc_threshold_0.6"):   # which code trained each run
         assert re.search(rf"- `{run}`: dualat {re.escape(dualat.__version__)}.*1 start/resume", md), run
     dat = results["rows"]["DAT"][0]
     at = results["rows"]["adversarial training (stage 1)"][0]
@@ -42,7 +46,7 @@ def test_study_table_has_every_method_with_mean_and_std(tiny_study):
 def test_study_report_images_exist(tiny_study):
     text = (tiny_study / "report.html").read_text()
     srcs = re.findall(r'<img src="([^"]+)"', text)
-    assert len(srcs) >= 6 and any("ablation-t_max_20" in src for src in srcs)
+    assert len(srcs) >= 6 and any("ablation-auc_threshold_0.6" in src for src in srcs)
     assert "<code>dualat study digits --seeds 2" in text and "`" not in text.split("<h2>")[0]
     for src in srcs:
         assert (tiny_study / src).is_file(), src
@@ -50,7 +54,7 @@ def test_study_report_images_exist(tiny_study):
 
 def test_study_resumes_without_retraining(tiny_study):
     before = (tiny_study / "seed0" / "dat" / "last.pt").stat().st_mtime_ns
-    study("digits", seeds=2, out=tiny_study, overrides=TINY_DIGITS + TINY_JEM, ablations=["t_max_20"],
+    study("digits", seeds=2, out=tiny_study, overrides=TINY_DIGITS + TINY_JEM, ablations=ABL,
           show_progress=False, **SIZES)
     assert (tiny_study / "seed0" / "dat" / "last.pt").stat().st_mtime_ns == before
 
@@ -84,7 +88,7 @@ def test_study_skips_what_another_process_claimed(tiny_study, monkeypatch):
     import shutil
 
     import dualat.study as st
-    abl = tiny_study / "ablations" / "t_max_20"     # as if killed before its first checkpoint
+    abl = tiny_study / "ablations" / "auc_threshold_0.6"     # as if killed before its first checkpoint
     for p in abl.iterdir():
         if p.name != "config.yaml":
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -94,11 +98,20 @@ def test_study_skips_what_another_process_claimed(tiny_study, monkeypatch):
     claimed = tiny_study / ".claims" / "seed1-jem-model-sgld"
     claimed.parent.mkdir(exist_ok=True)
     claimed.write_text(json.dumps({"host": "another-machine", "pid": 1}))
-    study("digits", seeds=2, out=tiny_study, overrides=TINY_DIGITS + TINY_JEM, ablations=["t_max_20"],
+    study("digits", seeds=2, out=tiny_study, overrides=TINY_DIGITS + TINY_JEM, ablations=ABL,
           show_progress=False, **SIZES)
     assert calls == [60]                            # waited once for the other process, then did the row
-    assert (abl / "summary.json").is_file() and list(abl.parent.glob("t_max_20.unstarted-*/config.yaml"))
+    assert (abl / "summary.json").is_file() and list(abl.parent.glob("auc_threshold_0.6.unstarted-*/config.yaml"))
     assert (tiny_study / "seed1" / "jem" / "eval-study-model-sgld" / "metrics.json").is_file()
     fresh = json.loads((tiny_study / "results.json").read_text())["rows"]["JEM (fresh SGLD chains)"]
     buffer = json.loads((tiny_study / "results.json").read_text())["rows"]["JEM (replay buffer)"]
     assert [r["clean_acc"] for r in fresh] == [r["clean_acc"] for r in buffer]
+
+
+def test_ablations_the_config_already_has_are_skipped():
+    from dualat.study import ABLATIONS, no_op_ablations
+    keep, skipped = no_op_ablations("fashion_mnist", [], list(ABLATIONS))   # Gaussian seeds, AUC threshold 0.6
+    assert set(skipped) == {"auc_threshold_0.6", "gaussian_seeds"} and "auc_threshold_0.8" in keep
+    keep, skipped = no_op_ablations("fashion_mnist", ["data.seeds=patches", "stage2.auc_threshold=0.8"],
+                                    list(ABLATIONS))                         # the paper's recipe
+    assert set(skipped) == {"auc_threshold_0.8", "patch_seeds"} and {"gaussian_seeds", "auc_threshold_0.6"} <= set(keep)

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--counterfactuals", action="store_true", help="also measure every model's counterfactuals "
                     "(dualat eval --counterfactuals at 1, 2, 3 x the L2 training eps, the same images and targets)")
     st.add_argument("--ablations", default="all", help="all, none, or comma-separated names "
-                    "(auc_threshold_0.6, t_max_20, batchnorm_active, noise_seeds)")
+                    "(auc_threshold_0.6, auc_threshold_0.8, t_max_20, batchnorm_active, noise_seeds, patch_seeds, "
+                    "gaussian_seeds); one the config already has is skipped")
     st.add_argument("--quiet", action="store_true")
 
     r = sub.add_parser("report", help="a self-contained HTML page of a run: curves, tables, samples")

@@ -42,11 +42,16 @@ ROWS = [("plain classifier", "plain", "stage1", "pgd"),
         ("DAT", "dat", "ema", "pgd"),
         ("JEM (replay buffer)", "jem", "model", "buffer"),
         ("JEM (fresh SGLD chains)", "jem", "model", "sgld")]
+# An ablation that would not change the study's config (the default already has its setting, e.g.
+# auc_threshold_0.6 since the Gaussian-seed preset) is skipped and named in results.md (no_op_ablations).
 ABLATIONS = {
     "auc_threshold_0.6": ["stage2.auc_threshold=0.6"],
+    "auc_threshold_0.8": ["stage2.auc_threshold=0.8"],
     "t_max_20": ["stage2.t_max=20"],
     "batchnorm_active": ["stage2.freeze_bn=false"],
     "noise_seeds": ["data.seeds=noise"],
+    "patch_seeds": ["data.seeds=patches"],
+    "gaussian_seeds": ["data.seeds=gaussian"],
 }
 # the fresh-chain JEM row evaluates the replay-buffer row's weights: these columns are that model's
 FRESH_JEM_ROW = "JEM (fresh SGLD chains)"  # the replay-buffer row's weights: its robustness is that row's
@@ -116,6 +121,8 @@ def study(config, out=None, overrides=(), options: StudyOptions | None = None, *
     if unknown:
         raise DualatError(f"unknown ablation {unknown[0]!r}; choose from {', '.join(ABLATIONS)}")
     base = load_config(config, list(overrides))  # validates the config and the overrides up front
+    requested = names
+    names, skipped = no_op_ablations(config, overrides, requested, base)
     out = Path(out) if out else Path("runs") / f"study-{base.name}"
     out.mkdir(parents=True, exist_ok=True)
     step_size = sample_step_size or default_step_size(base)
@@ -123,7 +130,7 @@ def study(config, out=None, overrides=(), options: StudyOptions | None = None, *
     flags = [f"--{flag} {value}" for flag, value, default in (
         ("n-autoattack", o.n_autoattack, 1000), ("n-samples", o.n_samples, 2000), ("n-ref", o.n_ref, 10000),
         ("n-test", o.n_test, None), ("steps", o.sample_steps, None), ("sgld-steps", o.sgld_steps, None),
-        ("ablations", "none" if not names else ",".join(names), ",".join(ABLATIONS))) if value != default]
+        ("ablations", "none" if not requested else ",".join(requested), ",".join(ABLATIONS))) if value != default]
     flags += ["--counterfactuals"] if o.counterfactuals else []
     if sample_step_size:
         flags.append(f"(sample_step_size={sample_step_size:g}, Python API only)")
@@ -145,7 +152,7 @@ def study(config, out=None, overrides=(), options: StudyOptions | None = None, *
     table = {name: {k: _mean_std([row.get(k) for row in rows]) for k, *_ in COLUMNS} for name, rows in per_row.items()}
     runs = sorted(p.parent for p in out.glob("*/*/config.yaml") if ".unstarted-" not in p.parent.name)
     results = {"config": to_dict(base), "seeds": seeds, "settings": settings, "rows": per_row, "table": table,
-               "ablations": abl, "provenance": {str(r.relative_to(out)): provenance(r) for r in runs}, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+               "ablations": abl, "ablations_skipped": skipped, "provenance": {str(r.relative_to(out)): provenance(r) for r in runs}, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
                "study_wall_s_this_session": round(time.time() - t0, 1)}
     if o.counterfactuals:
@@ -162,6 +169,19 @@ def study(config, out=None, overrides=(), options: StudyOptions | None = None, *
     explain_for_report(out)
     study_report(out, results, view)
     return out
+
+
+def no_op_ablations(config, overrides, names: list[str], base=None) -> tuple[list[str], dict]:
+    """Split ablation names into those that change the study's config and those that do not
+    (returned as {name: its overrides}, e.g. noise_seeds when the config already has data.seeds=noise)."""
+    base = to_dict(base if base is not None else load_config(config, list(overrides)))
+    keep, skipped = [], {}
+    for name in names:
+        if to_dict(load_config(config, list(overrides) + ABLATIONS[name])) == base:
+            skipped[name] = ABLATIONS[name]
+        else:
+            keep.append(name)
+    return keep, skipped
 
 
 def table_view(results: dict) -> dict:
@@ -251,4 +271,4 @@ def run_ablations(config, overrides, out: Path, settings: dict, names: list[str]
     return rows
 
 
-__all__ = ["study", "StudyOptions", "ROWS", "ABLATIONS"]
+__all__ = ["study", "StudyOptions", "ROWS", "ABLATIONS", "no_op_ablations"]

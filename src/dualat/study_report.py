@@ -137,6 +137,9 @@ def results_markdown(results: dict, view: dict, config, overrides, out: Path) ->
                          f"{_num(r['fd'])} | {_num(r['precision'], 3)} | {_num(r['recall'], 3)} | "
                          f"{r['T_final'] if r['T_final'] is not None else '-'} | "
                          f"{'at ' + str(r['diverged']['iteration']) if r['diverged'] else 'no'} |")
+    if results.get("ablations_skipped"):
+        lines += ["", "Ablations skipped because the config already has their settings: "
+                  + "; ".join(f"{k} (`{' '.join(v)}`)" for k, v in results["ablations_skipped"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
