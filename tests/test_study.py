@@ -115,3 +115,21 @@ def test_ablations_the_config_already_has_are_skipped():
     keep, skipped = no_op_ablations("fashion_mnist", ["data.seeds=patches", "stage2.auc_threshold=0.8"],
                                     list(ABLATIONS))                         # the paper's recipe
     assert set(skipped) == {"auc_threshold_0.8", "patch_seeds"} and {"gaussian_seeds", "auc_threshold_0.6"} <= set(keep)
+
+
+def test_report_shows_the_sampling_cost_and_fair_comparison_figures(tiny_study, tmp_path):
+    import shutil
+
+    from dualat.study import table_view
+    from dualat.study_report import study_report
+    out = tmp_path / "s"
+    shutil.copytree(tiny_study, out)
+    png = next((out / "report_files").glob("*.png"))
+    for folder in ("sampling_cost", "fair_comparison"):
+        (out / folder).mkdir()
+        shutil.copyfile(png, out / folder / f"{folder}.png")
+        (out / folder / f"{folder}.md").write_text(f"| passes / image | {folder} table |")
+    results = json.loads((out / "results.json").read_text())
+    text = study_report(out, results, table_view(results)).read_text()
+    assert "<h2>Sampling cost: FD of fresh samples" in text and "<h2>The fair comparison over training seeds" in text
+    assert "fair_comparison table" in text and (out / "report_files" / "fair-comparison_fair_comparison.png").is_file()

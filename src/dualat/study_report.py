@@ -72,12 +72,17 @@ def study_report(out: Path, results: dict, view: dict | None = None) -> Path:
                 if (p := out / "ablations" / k / "eval-study-ema-pgd" / "samples.png").is_file()]
         if figs:
             page.add("<div class='figs'>" + "".join(figs) + "</div>")
-    cost = out / "sampling_cost" / "sampling_cost.png"  # scripts/sampling_cost.py --out STUDY/sampling_cost
-    if cost.is_file():
-        table = cost.with_suffix(".md").read_text() if cost.with_suffix(".md").is_file() else ""
-        page.add("<h2>Sampling cost: FD of fresh samples against passes per image</h2>"
-                 + page.image(cost, "FD against sampling passes per image", "sampling-cost", width=720)
-                 + (f"<pre>{html.escape(table)}</pre>" if table else ""))
+    # scripts/sampling_cost.py --out STUDY/sampling_cost; scripts/fair_comparison.py --out STUDY/fair_comparison
+    for folder, title, caption in (
+            ("sampling_cost", "Sampling cost: FD of fresh samples against passes per image",
+             "FD against sampling passes per image"),
+            ("fair_comparison", "The fair comparison over training seeds: mean FD of fresh samples against passes "
+             "per image", "mean FD over training seeds against sampling passes per image")):
+        fig = out / folder / f"{folder}.png"
+        if fig.is_file():
+            table = fig.with_suffix(".md").read_text() if fig.with_suffix(".md").is_file() else ""
+            page.add(f"<h2>{html.escape(title)}</h2>" + page.image(fig, caption, folder.replace("_", "-"), width=720)
+                     + (f"<pre>{html.escape(table)}</pre>" if table else ""))
     if results.get("provenance"):
         page.add("<h2>Which code trained each run</h2><ul>" + "".join(
             f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in results["provenance"].items())
