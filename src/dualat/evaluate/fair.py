@@ -39,7 +39,7 @@ def select(result: dict, methods=None, label: str | None = None) -> dict:
     curves = [dict(c, name=f"{c['name']} ({label})" if label else c["name"]) for c in result["curves"]
               if methods is None or c.get("method") in methods]
     if not curves:
-        raise DualatError(f"the result of {(result.get('dat') or {}).get('path', '?')} has no {'/'.join(methods)} "
+        raise DualatError(f"the result of {(result.get('dat') or {}).get('path', '?')} has no {'/'.join(methods or ('',))} "
                           f"curve: measure it with scripts/sampling_cost.py (--jem RUN for JEM's curves)")
     keep_jem = methods is None or "jem" in methods
     keep_dat = methods is None or "dat" in methods or "stage1" in methods
