@@ -133,3 +133,29 @@ def test_report_shows_the_sampling_cost_and_fair_comparison_figures(tiny_study, 
     text = study_report(out, results, table_view(results)).read_text()
     assert "<h2>Sampling cost: FD of fresh samples" in text and "<h2>The fair comparison over training seeds" in text
     assert "fair_comparison table" in text and (out / "report_files" / "fair-comparison_fair_comparison.png").is_file()
+
+
+def test_passes_follow_a_stage1_taken_from_another_run(tiny_study, tmp_path):
+    """A DAT run whose stage 1 came by `stage1.init` counts that run's stage 1 (it used to read 0)."""
+    import math
+    import shutil
+    from dualat.config import load_config, save_config
+    from dualat.study_runs import passes_and_wall
+    source = tiny_study / "seed0" / "dat"
+    adopted = tmp_path / "adopted"
+    adopted.mkdir()
+    for name in ("summary.json", "metrics.jsonl"):
+        shutil.copy(source / name, adopted / name)
+    save_config(load_config(source / "config.yaml", ["stage1.iterations=0", f"stage1.init={source / 'stage1.pt'}"]),
+                adopted / "config.yaml")
+    summary = json.loads((adopted / "summary.json").read_text())
+    summary["stage1"]["wall_s"] = 0.0                      # what a run trained from stage1.init records
+    (adopted / "summary.json").write_text(json.dumps(summary))
+    for which in ("stage1", "ema"):
+        assert passes_and_wall(adopted, which) == passes_and_wall(source, which), which
+    assert passes_and_wall(adopted, "stage1")[0] > 0
+    bare = tmp_path / "elsewhere"                           # a checkpoint outside any run directory
+    bare.mkdir()
+    shutil.copy(source / "stage1.pt", bare / "stage1.pt")
+    save_config(load_config(adopted / "config.yaml", [f"stage1.init={bare / 'stage1.pt'}"]), adopted / "config.yaml")
+    assert all(math.isnan(x) for x in passes_and_wall(adopted, "stage1"))

@@ -57,8 +57,9 @@ def divergence(run_dir: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def passes_and_wall(run_dir: Path, which: str) -> tuple[float, float]:
-    """(forward/backward image passes, wall seconds) that produced a row's weights."""
+def passes_and_wall(run_dir: Path, which: str, _depth: int = 0) -> tuple[float, float]:
+    """(forward/backward image passes, wall seconds) that produced a row's weights. A stage 1 taken
+    from another run (`stage1.init`) counts that run's stage 1; NaN when that run cannot be found."""
     cfg = load_config(run_dir / RunDir.CONFIG)
     summary = json.loads((run_dir / RunDir.SUMMARY).read_text()) if (run_dir / RunDir.SUMMARY).is_file() else {}
     s1 = cfg.stage1
@@ -70,6 +71,9 @@ def passes_and_wall(run_dir: Path, which: str) -> tuple[float, float]:
     if not method.adversarial:  # the plain classifier: one clean pass per image
         return float(s1.iterations * s1.batch_size), wall1
     passes = float(s1.iterations * (s1.attack.steps + 1) * s1.batch_size)
+    if s1.init:
+        init_passes, init_wall = _init_cost(Path(s1.init), run_dir, _depth)
+        passes, wall1 = passes + init_passes, wall1 + init_wall
     if which == "stage1":
         return passes, wall1
     s2 = cfg.stage2
@@ -80,6 +84,16 @@ def passes_and_wall(run_dir: Path, which: str) -> tuple[float, float]:
             last = r["iteration"]
     passes += (total_t + last * (cfg.threat.steps + 3)) * s2.batch_size
     return passes, wall1 + float((summary.get("stage2") or {}).get("wall_s", math.nan))
+
+
+def _init_cost(init: Path, run_dir: Path, depth: int) -> tuple[float, float]:
+    """The stage-1 passes and wall of the run whose checkpoint `init` names; NaN when the folder
+    holding it is not a finished run directory (a bare checkpoint, or one moved away)."""
+    where = init.parent
+    if depth < 8 and (where / RunDir.CONFIG).is_file() and (where / RunDir.SUMMARY).is_file() \
+            and where.resolve() != run_dir.resolve():
+        return passes_and_wall(where, "stage1", depth + 1)
+    return math.nan, math.nan
 
 
 def provenance(run_dir: Path) -> str:
