@@ -22,7 +22,7 @@ def stated_accuracy() -> float:
 def test_bundled_model_classifies_at_the_stated_accuracy():
     assert "fashion-mnist" in pretrained_names()
     model, cfg, info = load_model("pretrained:fashion-mnist")
-    assert info["final_T"] == 11 and cfg.data.seeds == "gaussian" and cfg.eval.evalnet.endswith("evalnet.safetensors")
+    assert info["final_T"] == 14 and cfg.data.seeds == "gaussian" and cfg.eval.evalnet.endswith("evalnet.safetensors")
     acc = clean_accuracy(model, load_dataset("fashion_mnist", "test"), 1000)
     assert abs(acc - stated_accuracy()) <= 0.01
 
